@@ -1,0 +1,94 @@
+"""The composition root: the only place that builds stores, contexts and pipelines.
+
+Entry points (CLI, HTTP app, Kafka worker, projection runners) call these
+builders with :class:`~practice_events.config.Settings`; nothing else reads
+settings or opens connections.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from practice_events.application import PracticeEvents
+from practice_events.config import Settings, store_env
+from practice_events.domain import AREAS
+from practice_events.domain.base import DomainContext
+
+if TYPE_CHECKING:
+    from practice_events.ingest.pipeline import Pipeline
+
+
+def domain_config(settings: Settings) -> dict[str, Any]:
+    """The plain settings that domain areas may use to build their services."""
+    return {
+        "timezone": settings.timezone,
+        "calendar_file": settings.calendar_file,
+    }
+
+
+def build_context(settings: Settings) -> DomainContext:
+    """Collect the domain services every area declares (calendar, SLA policies, points rule ...).
+
+    An area module may define ``services(config) -> dict``; their union is the
+    context aggregates consult.
+    """
+    config = domain_config(settings)
+    services: dict[str, Any] = {}
+    for area in AREAS:
+        module = importlib.import_module(f"practice_events.domain.{area}")
+        factory = getattr(module, "services", None)
+        if factory is not None:
+            services.update(factory(config))
+    return DomainContext(services=services)
+
+
+def application_env(settings: Settings) -> dict[str, str]:
+    """The eventsourcing environment for the configured store."""
+    env = store_env(settings.store)
+    if settings.cipher_key is not None:
+        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+        env["CIPHER_KEY"] = settings.cipher_key.get_secret_value()
+    if settings.compress:
+        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+    return env
+
+
+def build_app(settings: Settings) -> PracticeEvents:
+    """Open the event store (creating its tables if needed)."""
+    from pathlib import Path
+
+    from practice_events.contracts import load_all as load_contracts
+    from practice_events.domain import load_all as load_domain
+
+    load_contracts()
+    load_domain()
+    env = application_env(settings)
+    db = env.get("SQLITE_DBNAME")
+    if db and not db.startswith("file:"):
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    from eventsourcing.persistence import IntegrityError
+
+    for attempt in range(3):
+        try:
+            return PracticeEvents(env=env)
+        except IntegrityError:
+            # Several processes creating the tables at once race on PostgreSQL's
+            # CREATE TYPE (it has no IF NOT EXISTS); the loser simply tries again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def build_pipeline(settings: Settings, app: PracticeEvents | None = None) -> Pipeline:
+    """Build the ingest pipeline over ``app`` (opened from settings if not given)."""
+    from datetime import timedelta
+
+    from practice_events.ingest.pipeline import Pipeline
+
+    return Pipeline(
+        app or build_app(settings),
+        build_context(settings),
+        cache_size=settings.aggregate_cache_size,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+    )

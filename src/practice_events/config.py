@@ -1,0 +1,192 @@
+"""Settings: every knob from the environment (``PRACTICE_EVENTS_*``) or a TOML file.
+
+Nothing here does I/O at import time; :func:`load_settings` reads the
+environment and, if ``PRACTICE_EVENTS_CONFIG`` names one, a TOML file whose
+keys are the field names below (environment variables win over the file).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from practice_events.errors import ConfigurationError
+
+DEFAULT_STORE = "sqlite:///var/practice-events.db"
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one practice-events process."""
+
+    model_config = SettingsConfigDict(env_prefix="PRACTICE_EVENTS_", extra="forbid")
+
+    store: str = Field(
+        default=DEFAULT_STORE,
+        description="Event store URL: sqlite:///relative/path.db, sqlite:////absolute/path.db "
+        "or postgresql://user:password@host:port/database[?schema=NAME]",
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="The network's time zone for periods and due times"
+    )
+    cipher_key: SecretStr | None = Field(
+        default=None,
+        description="AES key (base64, 16/24/32 bytes) to encrypt event payloads at rest",
+    )
+    compress: bool = Field(default=False, description="zlib-compress event payloads at rest")
+    batch_size: int = Field(
+        default=1000, ge=1, le=50_000, description="Events per ingest transaction"
+    )
+    aggregate_cache_size: int = Field(
+        default=50_000, ge=0, description="Aggregates kept in memory by an ingest process"
+    )
+    max_future_skew_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Events whose time is further than this in the future are rejected",
+    )
+    calendar_file: str | None = Field(
+        default=None,
+        description="TOML file of public holidays and make-up working days "
+        "(default: the built-in calendar)",
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="console for people, json for production log shipping"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset means no Kafka ingestion"
+    )
+    kafka_topic: str = "practice.events.v1"
+    kafka_group: str = "practice-events"
+    kafka_dlq_topic: str | None = Field(
+        default=None, description="Dead-letter topic (default: <topic>.dlq)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            raise ValueError(msg) from None
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        store_env(value)  # raises ConfigurationError with a clear reason
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The network's time zone as a tzinfo."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def dlq_topic(self) -> str:
+        """The dead-letter topic, defaulting to ``<topic>.dlq``."""
+        return self.kafka_dlq_topic or f"{self.kafka_topic}.dlq"
+
+    def masked(self) -> dict[str, Any]:
+        """Return the settings as plain values with secrets and passwords masked."""
+        out = self.model_dump(mode="json")
+        if self.cipher_key is not None:
+            out["cipher_key"] = "********"
+        out["store"] = mask_url(self.store)
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Replace the password in a URL with asterisks."""
+    parsed = urlparse(url)
+    if parsed.password:
+        netloc = parsed.netloc.replace(f":{parsed.password}@", ":********@")
+        return parsed._replace(netloc=netloc).geturl()
+    return url
+
+
+def store_env(url: str) -> dict[str, str]:
+    """Translate a store URL into the eventsourcing environment for it.
+
+    ``sqlite:///var/x.db`` is relative to the working directory,
+    ``sqlite:////srv/x.db`` absolute; ``sqlite:///:memory:`` is for tests.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path)
+        if path.startswith("/"):
+            path = path[1:]
+        if not path:
+            msg = f"store URL {url!r} names no SQLite file"
+            raise ConfigurationError(msg)
+        if path == ":memory:":
+            path = "file:practice-events?mode=memory&cache=shared"
+        return {
+            "PERSISTENCE_MODULE": "practice_events.store.sqlite:Factory",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if parsed.scheme in ("postgresql", "postgres"):
+        if not parsed.path.strip("/"):
+            msg = f"store URL {mask_url(url)!r} names no database"
+            raise ConfigurationError(msg)
+        query = parse_qs(parsed.query)
+        return {
+            "PERSISTENCE_MODULE": "practice_events.store.postgres:Factory",
+            "POSTGRES_DBNAME": unquote(parsed.path.strip("/")),
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
+            "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["10"])[0],
+            "POSTGRES_LOCK_TIMEOUT": query.get("lock_timeout", ["10"])[0],
+            "POSTGRES_POOL_SIZE": query.get("pool_size", ["4"])[0],
+            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", ["8"])[0],
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+            "POSTGRES_PRE_PING": "y",
+        }
+    msg = (
+        f"unsupported store URL {mask_url(url)!r}: use sqlite:///path.db or "
+        "postgresql://user@host:5432/database"
+    )
+    raise ConfigurationError(msg)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the TOML file (if any), the environment and ``overrides``.
+
+    Raises :class:`ConfigurationError` with a one-line reason on bad values.
+    """
+    file_values: dict[str, Any] = {}
+    path = os.environ.get("PRACTICE_EVENTS_CONFIG")
+    if path:
+        try:
+            file_values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            msg = f"cannot read config file {path}: {exc}"
+            raise ConfigurationError(msg) from None
+    env_names = {
+        name for name in Settings.model_fields if f"PRACTICE_EVENTS_{name.upper()}" in os.environ
+    }
+    values = {k: v for k, v in file_values.items() if k not in env_names}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ConfigurationError:
+        raise
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = f"bad setting {where or '?'}: {first.get('msg')}"
+        raise ConfigurationError(msg) from None

@@ -1,0 +1,520 @@
+"""The ingest pipeline: one path from raw bytes to stored events, for every channel.
+
+    decode -> validate (contracts) -> dedupe by (source, id)
+           -> apply to the aggregate (domain rules)
+           -> save new events + idempotency keys + input positions + rejections
+              in ONE transaction
+
+A batch of many inputs is one transaction. Aggregates are kept in an LRU
+cache between batches, and those a batch needs but the cache lacks are loaded
+with one query, so hot aggregates (a busy volunteer, a station) are not
+reloaded per event.
+
+Every input ends as exactly one :class:`Outcome`: accepted, duplicate or
+rejected (with a stable code and a reason). Rejections are stored in the same
+transaction, so nothing is lost even when the caller crashes right after.
+"""
+
+from __future__ import annotations
+
+import time as _time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+import orjson
+import structlog
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+    Tracking,
+)
+
+from practice_events.application import PracticeEvents
+from practice_events.contracts.envelope import IncomingEvent, parse_binary, parse_structured
+from practice_events.domain import handlers, kinds
+from practice_events.domain.base import NAMESPACE, DomainContext, PracticeAggregate, aggregate_id
+from practice_events.errors import (
+    ContractError,
+    PracticeEventsError,
+    TransientError,
+)
+from practice_events.ingest.apply import apply_event
+from practice_events.store.records import IngestKey, Rejection
+
+log = structlog.get_logger(__name__)
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+MAX_INTEGRITY_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RawInput:
+    """One input as it arrived.
+
+    ``headers`` carry CloudEvents binary-mode attributes (``ce_*``) when the
+    input came that way; otherwise ``payload`` is a structured-mode CloudEvent.
+    ``position`` names where it came from (``topic:partition:offset``,
+    ``file:line``) and makes its rejection id deterministic.
+    """
+
+    payload: bytes | None
+    headers: Mapping[str, str] | None = None
+    channel: str = "file"
+    position: str | None = None
+
+    @property
+    def binary_mode(self) -> bool:
+        """True when the CloudEvents attributes are in headers (binary mode)."""
+        if not self.headers:
+            return False
+        return any(k.lower().startswith(("ce_", "ce-")) for k in self.headers)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one input."""
+
+    status: Status
+    input: RawInput | None
+    event_id: str | None = None
+    source: str | None = None
+    type: str | None = None
+    subject: str | None = None
+    code: str | None = None
+    reason: str | None = None
+    position: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the outcome as JSON-ready data (for HTTP answers and CLI output)."""
+        out: dict[str, Any] = {"status": self.status, "id": self.event_id, "source": self.source}
+        if self.type is not None:
+            out["type"] = self.type
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.code is not None:
+            out["code"] = self.code
+            out["reason"] = self.reason
+        if self.position is not None:
+            out["position"] = self.position
+        return out
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """The outcomes of a batch, in input order, and the log position after it."""
+
+    outcomes: list[Outcome]
+    last_position: int
+    events_stored: int = 0
+
+    def count(self, status: Status) -> int:
+        """Return how many inputs ended with ``status``."""
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+class StoreQueries(Protocol):
+    """The recorder queries the pipeline uses beyond the library's."""
+
+    def select_digests(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Return digests of already-ingested keys."""
+
+    def select_events_of(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Return the stored events of each given aggregate, in version order."""
+
+
+@dataclass
+class _Work:
+    """Per-batch scratch state."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    touched: dict[UUID, PracticeAggregate] = field(default_factory=dict)
+    produced: dict[int, list[DomainEventProtocol[UUID]]] = field(default_factory=dict)
+    keys: list[IngestKey] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class Pipeline:
+    """Turns batches of raw inputs into stored events, exactly once per (source, id)."""
+
+    def __init__(
+        self,
+        app: PracticeEvents,
+        ctx: DomainContext,
+        *,
+        cache_size: int = 50_000,
+        max_future_skew: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.cache_size = cache_size
+        self.max_future_skew = max_future_skew
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._cache: OrderedDict[UUID, PracticeAggregate] = OrderedDict()
+        self._absent: set[UUID] = set()  # ids known not to exist when the batch started
+        self._handlers = handlers()
+        self._kinds = kinds()
+
+    # -- public -----------------------------------------------------------------------
+
+    def process(
+        self,
+        inputs: Sequence[RawInput | IncomingEvent],
+        *,
+        trackings: Iterable[Tracking] = (),
+        before_commit: Callable[[list[Outcome]], None] | None = None,
+    ) -> BatchResult:
+        """Process a batch in one transaction and return one outcome per input.
+
+        ``trackings`` (input positions) are written in the same transaction.
+        ``before_commit`` sees the outcomes before they are committed (the Kafka
+        worker publishes dead letters there, so a crash can duplicate a dead
+        letter but never lose one). Raises :class:`TransientError` when the store
+        is unreachable; nothing is then committed and the batch can be retried.
+        """
+        trackings = list(trackings)
+        attempt = 0
+        while True:
+            attempt += 1
+            work = self._prepare(inputs)
+            if before_commit is not None:
+                before_commit(work.outcomes)
+            try:
+                return self._commit(work, trackings)
+            except IntegrityError as exc:
+                # A concurrent writer stored the same key or aggregate version first.
+                self._evict(work.touched)
+                if attempt >= MAX_INTEGRITY_RETRIES:
+                    msg = f"batch kept conflicting with concurrent writers: {exc}"
+                    raise TransientError(msg) from exc
+                log.info("ingest_batch_conflict_retry", attempt=attempt, error=str(exc))
+            except (OperationalError, InterfaceError) as exc:
+                self._evict(work.touched)
+                msg = f"event store unavailable: {exc}"
+                raise TransientError(msg) from exc
+            except Exception:
+                self._evict(work.touched)
+                raise
+
+    def invalidate(self) -> None:
+        """Forget every cached aggregate (after a failure outside the pipeline)."""
+        self._cache.clear()
+
+    # -- preparation ---------------------------------------------------------------------
+
+    def _prepare(self, inputs: Sequence[RawInput | IncomingEvent]) -> _Work:
+        work = _Work()
+        self._absent.clear()
+        received_at = self.clock()
+        parsed: list[IncomingEvent | None] = []
+        for item in inputs:
+            if isinstance(item, IncomingEvent):
+                parsed.append(item)
+                work.outcomes.append(self._outcome_for(item, "accepted", None))
+                continue
+            try:
+                incoming = self._decode(item, received_at)
+            except ContractError as exc:
+                parsed.append(None)
+                work.outcomes.append(self._reject(work, item, None, exc, received_at))
+                continue
+            parsed.append(incoming)
+            work.outcomes.append(self._outcome_for(incoming, "accepted", item))
+
+        self._dedupe(work, parsed, received_at)
+        self._preload(parsed)
+        loaded: dict[UUID, PracticeAggregate | None] = {}
+
+        def lookup(kind: str, subject: str) -> PracticeAggregate | None:
+            agg_id = aggregate_id(kind, subject)
+            if agg_id in work.touched:
+                return work.touched[agg_id]
+            if agg_id in loaded:
+                return loaded[agg_id]
+            agg = self._get(agg_id)
+            loaded[agg_id] = agg
+            return agg
+
+        def exists(kind: str, subject: str) -> bool:
+            return lookup(kind, subject) is not None
+
+        for index, maybe in enumerate(parsed):
+            outcome = work.outcomes[index]
+            if maybe is None or outcome.status != "accepted":
+                continue
+            incoming = maybe
+            try:
+                handler = self._handlers.get(incoming.type)
+                existing = (
+                    lookup(handler.aggregate.KIND, incoming.subject)
+                    if handler is not None
+                    else None
+                )
+                version_before = existing.version if existing is not None else None
+                pending_before = len(existing.pending_events) if existing is not None else 0
+                aggregate = apply_event(incoming, lookup, exists, self.ctx)
+            except PracticeEventsError as exc:
+                if existing is not None and (
+                    existing.version != version_before
+                    or len(existing.pending_events) != pending_before
+                ):
+                    # A command changed state before refusing: a domain bug. Do not
+                    # store a half-applied aggregate; fail the batch loudly instead.
+                    msg = f"{incoming.type} refused after changing {incoming.subject}: {exc}"
+                    raise RuntimeError(msg) from exc
+                work.outcomes[index] = self._reject(work, outcome.input, incoming, exc, received_at)
+                continue
+            work.touched[aggregate.id] = aggregate
+            loaded[aggregate.id] = aggregate
+            work.produced[index] = list(aggregate.pending_events[pending_before:])
+            work.keys.append(IngestKey(incoming.source, incoming.id, incoming.digest))
+        return work
+
+    def _decode(self, item: RawInput, received_at: datetime) -> IncomingEvent:
+        if item.binary_mode:
+            assert item.headers is not None
+            incoming = parse_binary(item.headers, item.payload)
+        else:
+            if item.payload is None:
+                msg = "empty message: no CloudEvent in it"
+                raise ContractError(msg, code="MALFORMED_JSON")
+            incoming = parse_structured(item.payload)
+        if incoming.time - received_at > self.max_future_skew:
+            msg = (
+                f"event time {incoming.time.isoformat()} is more than "
+                f"{int(self.max_future_skew.total_seconds())} s in the future; "
+                "check the producer's clock"
+            )
+            raise ContractError(msg, code="TIME_IN_FUTURE")
+        if incoming.type not in self._handlers:  # pragma: no cover - catalogue wiring
+            msg = f"{incoming.type} has a contract but no aggregate handles it"
+            raise ContractError(msg, code="UNKNOWN_TYPE")
+        return incoming
+
+    def _dedupe(
+        self, work: _Work, parsed: list[IncomingEvent | None], received_at: datetime
+    ) -> None:
+        keys = [
+            p.key
+            for p, o in zip(parsed, work.outcomes, strict=True)
+            if p and o.status == "accepted"
+        ]
+        if not keys:
+            return
+        stored = self._store.select_digests(list(dict.fromkeys(keys)))
+        seen: dict[tuple[str, str], str] = {}
+        for index, incoming in enumerate(parsed):
+            outcome = work.outcomes[index]
+            if incoming is None or outcome.status != "accepted":
+                continue
+            previous = stored.get(incoming.key) or seen.get(incoming.key)
+            if previous is None:
+                seen[incoming.key] = incoming.digest
+                continue
+            if previous == incoming.digest:
+                outcome.status = "duplicate"
+            else:
+                conflict = ContractError(
+                    f"id {incoming.id!r} from {incoming.source!r} was already used for an "
+                    "event with different content; use a new id for a new event",
+                    code="DUPLICATE_CONFLICT",
+                )
+                work.outcomes[index] = self._reject(
+                    work, outcome.input, incoming, conflict, received_at
+                )
+
+    # -- aggregates ----------------------------------------------------------------------
+
+    @property
+    def _store(self) -> StoreQueries:
+        return self.app.recorder  # type: ignore[return-value]  # our recorders implement it
+
+    def _needed_ids(self, parsed: Sequence[IncomingEvent | None]) -> set[UUID]:
+        needed: set[UUID] = set()
+        for incoming in parsed:
+            if incoming is None:
+                continue
+            handler = self._handlers.get(incoming.type)
+            if handler is not None:
+                needed.add(aggregate_id(handler.aggregate.KIND, incoming.subject))
+            for kind, subject in incoming.data.references():
+                needed.add(aggregate_id(kind, subject))
+        return needed
+
+    def _preload(self, parsed: Sequence[IncomingEvent | None]) -> None:
+        """Load, with one query, every aggregate the batch needs that is not cached."""
+        missing = [i for i in self._needed_ids(parsed) if i not in self._cache]
+        if not missing:
+            return
+        stored = self._store.select_events_of(missing)
+        mapper = self.app.mapper
+        for agg_id in missing:
+            events = stored.get(agg_id)
+            if not events:
+                self._absent.add(agg_id)
+                continue
+            aggregate: Any = None
+            for stored_event in events:
+                aggregate = mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
+            self._remember(agg_id, aggregate)
+
+    def _get(self, agg_id: UUID) -> PracticeAggregate | None:
+        cached = self._cache.get(agg_id)
+        if cached is not None:
+            self._cache.move_to_end(agg_id)
+            return cached
+        if agg_id in self._absent:
+            return None
+        events = self._store.select_events_of([agg_id]).get(agg_id)
+        if not events:
+            return None
+        aggregate: Any = None
+        for stored_event in events:
+            aggregate = self.app.mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
+        self._remember(agg_id, aggregate)
+        return aggregate  # type: ignore[no-any-return]
+
+    def _remember(self, agg_id: UUID, aggregate: PracticeAggregate) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[agg_id] = aggregate
+        self._cache.move_to_end(agg_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _evict(self, touched: Mapping[UUID, PracticeAggregate]) -> None:
+        for agg_id in touched:
+            self._cache.pop(agg_id, None)
+        self._absent.clear()
+
+    # -- commit --------------------------------------------------------------------------
+
+    def _commit(self, work: _Work, trackings: list[Tracking]) -> BatchResult:
+        started = _time.perf_counter()
+        recordings = self.app.save(
+            *work.touched.values(),
+            trackings=trackings,
+            ingest_keys=work.keys,
+            rejections=work.rejections,
+        )
+        positions = {id(r.domain_event): r.notification.id for r in recordings}
+        for index, events in work.produced.items():
+            ids = [positions[id(e)] for e in events if id(e) in positions]
+            if ids:
+                work.outcomes[index].position = max(ids)
+        for agg_id, aggregate in work.touched.items():
+            self._absent.discard(agg_id)
+            self._remember(agg_id, aggregate)
+        self._absent.clear()
+        last = max((r.notification.id for r in recordings), default=None)
+        if last is None:
+            last = self.app.last_position()
+        log.debug(
+            "ingest_batch_committed",
+            inputs=len(work.outcomes),
+            events=len(recordings),
+            rejected=len(work.rejections),
+            seconds=round(_time.perf_counter() - started, 4),
+        )
+        return BatchResult(
+            outcomes=work.outcomes, last_position=last, events_stored=len(recordings)
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _outcome_for(incoming: IncomingEvent, status: Status, item: RawInput | None) -> Outcome:
+        return Outcome(
+            status=status,
+            input=item,
+            event_id=incoming.id,
+            source=incoming.source,
+            type=incoming.type,
+            subject=incoming.subject,
+        )
+
+    @staticmethod
+    def _reject(
+        work: _Work,
+        item: RawInput | None,
+        incoming: IncomingEvent | None,
+        exc: PracticeEventsError,
+        received_at: datetime,
+    ) -> Outcome:
+        channel = item.channel if item is not None else "internal"
+        position = item.position if item is not None else None
+        if position is not None:
+            rejection_id = str(uuid.uuid5(NAMESPACE, f"rejection:{channel}:{position}"))
+        else:
+            rejection_id = str(uuid.uuid4())
+        payload = b""
+        headers: dict[str, Any] = {}
+        if item is not None:
+            payload = item.payload or b""
+            headers = dict(item.headers or {})
+            if incoming is None and not item.binary_mode:
+                headers = _peek(payload)
+        elif incoming is not None:
+            payload = orjson.dumps(incoming.to_structured())
+        work.rejections.append(
+            Rejection(
+                rejection_id=rejection_id,
+                received_at=received_at.isoformat(),
+                channel=channel,
+                code=exc.code,
+                reason=exc.reason,
+                payload=payload,
+                source=incoming.source if incoming else _header(headers, "source"),
+                event_id=incoming.id if incoming else _header(headers, "id"),
+                event_type=incoming.type if incoming else _header(headers, "type"),
+                subject=incoming.subject if incoming else _header(headers, "subject"),
+                headers=headers,
+                position=position,
+            )
+        )
+        return Outcome(
+            status="rejected",
+            input=item,
+            event_id=incoming.id if incoming else _header(headers, "id"),
+            source=incoming.source if incoming else _header(headers, "source"),
+            type=incoming.type if incoming else _header(headers, "type"),
+            subject=incoming.subject if incoming else _header(headers, "subject"),
+            code=exc.code,
+            reason=exc.reason,
+        )
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    for prefix in ("ce_", "ce-"):
+        value = headers.get(prefix + name)
+        if value is not None:
+            return str(value)[:256]
+    return None
+
+
+def _peek(payload: bytes) -> dict[str, Any]:
+    """Best-effort CloudEvents attributes of a refused structured event, as ce_* headers.
+
+    They let producers find their refused events by source and id even when the
+    event as a whole did not pass the contract.
+    """
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    return {
+        f"ce_{name}": obj[name]
+        for name in ("id", "source", "type", "subject")
+        if isinstance(obj.get(name), str)
+    }

@@ -1,0 +1,201 @@
+"""PostgreSQL event store (production): events, keys, tracking, rejections.
+
+Tables are prefixed with the application name (``practiceevents_events``,
+``practiceevents_tracking`` from the library; ``practiceevents_ingested_keys``
+and ``practiceevents_rejections`` from here). The extra rows are written in
+the library's insert transaction, before it takes its table lock, so they
+commit or roll back with the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from practice_events.store.records import REJECTION_COLUMNS, IngestKey, Rejection
+
+
+class StoreRecorder(PostgresProcessRecorder):
+    """A process recorder that also records idempotency keys and rejections."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ) -> None:
+        super().__init__(
+            datastore,
+            events_table_name=events_table_name,
+            tracking_table_name=tracking_table_name,
+        )
+        prefix = events_table_name.removesuffix("_events")
+        self.keys_table = f"{prefix}_ingested_keys"
+        self.rejections_table = f"{prefix}_rejections"
+        schema = Identifier(self.datastore.schema)
+        keys = Identifier(self.keys_table)
+        rejections = Identifier(self.rejections_table)
+        events = Identifier(self.events_table_name)
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                "source text NOT NULL, event_id text NOT NULL, digest text NOT NULL, "
+                "PRIMARY KEY (source, event_id))"
+            ).format(schema, keys),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                "seq bigserial PRIMARY KEY, rejection_id text NOT NULL UNIQUE, "
+                "received_at text NOT NULL, channel text NOT NULL, code text NOT NULL, "
+                "reason text NOT NULL, payload bytea, source text, event_id text, "
+                "event_type text, subject text, headers text, position text)"
+            ).format(schema, rejections),
+            SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} (source, seq)").format(
+                Identifier(f"{self.rejections_table}_source_idx"), schema, rejections
+            ),
+            SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} (topic)").format(
+                Identifier(f"{self.events_table_name}_topic_idx"), schema, events
+            ),
+        ]
+        self._insert_key_sql = SQL(
+            "INSERT INTO {0}.{1} (source, event_id, digest) VALUES (%s, %s, %s)"
+        ).format(schema, keys)
+        columns = SQL(", ").join(Identifier(c) for c in REJECTION_COLUMNS)
+        marks = SQL(", ").join(SQL("%s") for _ in REJECTION_COLUMNS)
+        self._insert_rejection_sql = SQL(
+            "INSERT INTO {0}.{1} ({2}) VALUES ({3}) ON CONFLICT (rejection_id) DO NOTHING"
+        ).format(schema, rejections, columns, marks)
+
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        trackings: Iterable[Tracking] = kwargs.get("trackings") or ()
+        for tracking in trackings:
+            self._insert_tracking(curs, tracking)
+        keys: Sequence[IngestKey] = kwargs.get("ingest_keys") or ()
+        if keys:
+            curs.executemany(self._insert_key_sql, [(k.source, k.event_id, k.digest) for k in keys])
+        rejections: Sequence[Rejection] = kwargs.get("rejections") or ()
+        if rejections:
+            curs.executemany(
+                self._insert_rejection_sql,
+                [tuple(r.as_row()[col] for col in REJECTION_COLUMNS) for r in rejections],
+            )
+
+    # -- queries used by the pipeline and the CLI -------------------------------------
+
+    def _fetch(self, query: SQL | Any, params: Sequence[Any] = ()) -> list[DictRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, params, prepare=False)
+            return curs.fetchall()
+
+    def select_digests(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Return the stored digest of each key that was already ingested."""
+        if not keys:
+            return {}
+        query = SQL(
+            "SELECT k.source, k.event_id, k.digest FROM {0}.{1} k "
+            "JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
+            "ON k.source = q.source AND k.event_id = q.event_id"
+        ).format(Identifier(self.datastore.schema), Identifier(self.keys_table))
+        rows = self._fetch(query, ([k[0] for k in keys], [k[1] for k in keys]))
+        return {(r["source"], r["event_id"]): r["digest"] for r in rows}
+
+    def select_events_of(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Return the stored events of each given aggregate, in version order, in one query."""
+        if not ids:
+            return {}
+        query = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {0}.{1} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        found: dict[UUID, list[StoredEvent]] = {}
+        for row in self._fetch(query, (list(ids),)):
+            agg_id = row["originator_id"]
+            found.setdefault(agg_id, []).append(
+                StoredEvent(
+                    originator_id=agg_id,
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+            )
+        return found
+
+    def select_trackings(self, prefix: str) -> dict[str, int]:
+        """Return every tracking position whose name starts with ``prefix``."""
+        query = SQL(
+            "SELECT application_name, notification_id FROM {0}.{1} "
+            "WHERE starts_with(application_name, %s)"
+        ).format(Identifier(self.datastore.schema), Identifier(self.tracking_table_name))
+        return {r["application_name"]: r["notification_id"] for r in self._fetch(query, (prefix,))}
+
+    def select_rejections(
+        self,
+        *,
+        source: str | None = None,
+        code: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Return rejections in the order they were recorded, optionally filtered."""
+        clauses = [SQL("seq > %s")]
+        params: list[Any] = [after]
+        if source is not None:
+            clauses.append(SQL("source = %s"))
+            params.append(source)
+        if code is not None:
+            clauses.append(SQL("code = %s"))
+            params.append(code)
+        params.append(limit)
+        query = SQL("SELECT * FROM {0}.{1} WHERE {2} ORDER BY seq LIMIT %s").format(
+            Identifier(self.datastore.schema),
+            Identifier(self.rejections_table),
+            SQL(" AND ").join(clauses),
+        )
+        rows = self._fetch(query, params)
+        out = []
+        for row in rows:
+            item = dict(row)
+            if isinstance(item.get("payload"), memoryview):
+                item["payload"] = bytes(item["payload"])
+            out.append(item)
+        return out
+
+    def count_rejections(self) -> dict[str, int]:
+        """Return the number of rejections by code."""
+        query = SQL("SELECT code, COUNT(*) AS n FROM {0}.{1} GROUP BY code").format(
+            Identifier(self.datastore.schema), Identifier(self.rejections_table)
+        )
+        return {r["code"]: int(r["n"]) for r in self._fetch(query)}
+
+    def count_events_by_topic(self) -> dict[str, int]:
+        """Return the number of stored events by topic (the CloudEvents type)."""
+        query = SQL("SELECT topic, COUNT(*) AS n FROM {0}.{1} GROUP BY topic").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        return {r["topic"]: int(r["n"]) for r in self._fetch(query)}
+
+    def count_ingested_keys(self) -> int:
+        """Return how many distinct CloudEvents were accepted."""
+        query = SQL("SELECT COUNT(*) AS n FROM {0}.{1}").format(
+            Identifier(self.datastore.schema), Identifier(self.keys_table)
+        )
+        return int(self._fetch(query)[0]["n"])
+
+
+class Factory(PostgresFactory):
+    """Infrastructure factory that builds :class:`StoreRecorder`."""
+
+    process_recorder_class = StoreRecorder

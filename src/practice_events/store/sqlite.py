@@ -1,0 +1,173 @@
+"""SQLite event store (the embedded default): events, keys, tracking, rejections.
+
+The library's SQLite recorders keep fixed table names (``stored_events``,
+``tracking``), so one practice-events store is one SQLite file. This module
+adds ``ingested_keys`` and ``rejections`` to that file and writes them in the
+same transaction as the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory, SQLiteProcessRecorder
+
+from practice_events.store.records import REJECTION_COLUMNS, IngestKey, Rejection
+
+_KEY_CHUNK = 400
+
+
+class StoreRecorder(SQLiteProcessRecorder):
+    """A process recorder that also records idempotency keys and rejections."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        """Add the ingest tables to the library's statements."""
+        statements = super().construct_create_table_statements()
+        statements += [
+            "CREATE TABLE IF NOT EXISTS ingested_keys ("
+            "source TEXT NOT NULL, event_id TEXT NOT NULL, digest TEXT NOT NULL, "
+            "PRIMARY KEY (source, event_id)) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS rejections ("
+            "seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "rejection_id TEXT NOT NULL UNIQUE, received_at TEXT NOT NULL, "
+            "channel TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, "
+            "payload BLOB, source TEXT, event_id TEXT, event_type TEXT, subject TEXT, "
+            "headers TEXT, position TEXT)",
+            "CREATE INDEX IF NOT EXISTS rejections_source ON rejections (source, seq)",
+            "CREATE INDEX IF NOT EXISTS stored_events_topic ON stored_events (topic)",
+        ]
+        return statements
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        trackings: Iterable[Tracking] = kwargs.get("trackings") or ()
+        for tracking in trackings:
+            self._insert_tracking(c, tracking)
+        keys: Sequence[IngestKey] = kwargs.get("ingest_keys") or ()
+        if keys:
+            c.executemany(
+                "INSERT INTO ingested_keys (source, event_id, digest) VALUES (?, ?, ?)",
+                [(k.source, k.event_id, k.digest) for k in keys],
+            )
+        rejections: Sequence[Rejection] = kwargs.get("rejections") or ()
+        if rejections:
+            columns = ", ".join(REJECTION_COLUMNS)
+            marks = ", ".join("?" for _ in REJECTION_COLUMNS)
+            c.executemany(
+                f"INSERT INTO rejections ({columns}) VALUES ({marks}) "
+                "ON CONFLICT (rejection_id) DO NOTHING",
+                [tuple(r.as_row()[col] for col in REJECTION_COLUMNS) for r in rejections],
+            )
+        return returning
+
+    # -- queries used by the pipeline and the CLI -------------------------------------
+
+    def select_digests(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Return the stored digest of each key that was already ingested."""
+        found: dict[tuple[str, str], str] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(keys), _KEY_CHUNK):
+                chunk = keys[start : start + _KEY_CHUNK]
+                values = ", ".join("(?, ?)" for _ in chunk)
+                params = [part for key in chunk for part in key]
+                c.execute(
+                    "SELECT source, event_id, digest FROM ingested_keys "
+                    f"WHERE (source, event_id) IN (VALUES {values})",
+                    params,
+                )
+                for row in c.fetchall():
+                    found[(row["source"], row["event_id"])] = row["digest"]
+        return found
+
+    def select_events_of(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Return the stored events of each given aggregate, in version order."""
+        found: dict[UUID, list[StoredEvent]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), _KEY_CHUNK):
+                chunk = ids[start : start + _KEY_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                c.execute(
+                    f"SELECT * FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+                    [i.hex for i in chunk],
+                )
+                for row in c.fetchall():
+                    agg_id = UUID(row["originator_id"])
+                    found.setdefault(agg_id, []).append(
+                        StoredEvent(
+                            originator_id=agg_id,
+                            originator_version=row["originator_version"],
+                            topic=row["topic"],
+                            state=row["state"],
+                        )
+                    )
+        return found
+
+    def select_trackings(self, prefix: str) -> dict[str, int]:
+        """Return every tracking position whose name starts with ``prefix``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT application_name, notification_id FROM tracking "
+                "WHERE application_name LIKE ? ESCAPE '\\'",
+                [prefix.replace("%", "\\%").replace("_", "\\_") + "%"],
+            )
+            return {row["application_name"]: row["notification_id"] for row in c.fetchall()}
+
+    def select_rejections(
+        self,
+        *,
+        source: str | None = None,
+        code: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Return rejections in the order they were recorded, optionally filtered."""
+        clauses = ["seq > ?"]
+        params: list[Any] = [after]
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        if code is not None:
+            clauses.append("code = ?")
+            params.append(code)
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT * FROM rejections WHERE "
+                + " AND ".join(clauses)
+                + " ORDER BY seq LIMIT ?",
+                params,
+            )
+            return [dict(zip(row.keys(), tuple(row), strict=True)) for row in c.fetchall()]
+
+    def count_rejections(self) -> dict[str, int]:
+        """Return the number of rejections by code."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT code, COUNT(*) AS n FROM rejections GROUP BY code")
+            return {row["code"]: row["n"] for row in c.fetchall()}
+
+    def count_events_by_topic(self) -> dict[str, int]:
+        """Return the number of stored events by topic (the CloudEvents type)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT topic, COUNT(*) AS n FROM stored_events GROUP BY topic")
+            return {row["topic"]: row["n"] for row in c.fetchall()}
+
+    def count_ingested_keys(self) -> int:
+        """Return how many distinct CloudEvents were accepted."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT COUNT(*) FROM ingested_keys")
+            return int(c.fetchone()[0])
+
+
+class Factory(SQLiteFactory):
+    """Infrastructure factory that builds :class:`StoreRecorder`."""
+
+    process_recorder_class = StoreRecorder
