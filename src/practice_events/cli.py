@@ -62,8 +62,17 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     """Write one JSON Schema per event type plus index.json."""
     from practice_events.contracts.schemas import write_schemas
 
-    count = write_schemas(Path(args.out))
-    print(f"wrote {count} schemas and index.json to {args.out}")
+    if args.out:
+        count = write_schemas(Path(args.out))
+        print(f"wrote {count} schemas and index.json to {args.out}")
+    if args.markdown:
+        from practice_events.contracts.schemas import catalogue_markdown
+
+        Path(args.markdown).write_text(catalogue_markdown(), encoding="utf-8")
+        print(f"wrote the event catalogue to {args.markdown}")
+    if not args.out and not args.markdown:
+        msg = "give --out DIR and/or --markdown FILE"
+        raise ConfigurationError(msg)
     return EXIT_OK
 
 
@@ -191,9 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         "schemas",
         cmd_schemas,
         "Write the JSON Schema of every event type and an index.",
-        "example:\n  practice-events schemas --out schemas/",
+        "examples:\n  practice-events schemas --out schemas/\n"
+        "  practice-events schemas --markdown docs/event-catalogue.md",
     )
-    p.add_argument("--out", required=True, help="directory to write into (created if missing)")
+    p.add_argument("--out", help="directory to write the schemas into (created if missing)")
+    p.add_argument("--markdown", help="also write the catalogue as Markdown to this file")
 
     p = add(
         "ingest-file",

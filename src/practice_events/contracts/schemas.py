@@ -8,6 +8,7 @@ producer can validate before sending. The same dicts are served at
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,71 @@ def write_schemas(out: Path) -> int:
         (out / f"{name}.schema.json").write_bytes(orjson.dumps(schema, option=option) + b"\n")
     (out / "index.json").write_bytes(orjson.dumps(index(), option=option) + b"\n")
     return len(schemas)
+
+
+def _field_type(spec: dict[str, Any]) -> str:
+    """A short human name of a JSON Schema property's type."""
+    if "$ref" in spec:
+        return str(spec["$ref"]).rsplit("/", 1)[-1]
+    if "enum" in spec:
+        return " \\| ".join(f"`{v}`" for v in spec["enum"])
+    if "const" in spec:
+        return f"`{spec['const']}`"
+    if "anyOf" in spec:
+        parts = [_field_type(s) for s in spec["anyOf"] if s.get("type") != "null"]
+        return " \\| ".join(parts) or "null"
+    kind = spec.get("type", "any")
+    if kind == "array":
+        return f"list of {_field_type(spec.get('items', {}))}"
+    if kind == "string" and spec.get("format"):
+        return f"string ({spec['format']})"
+    return str(kind)
+
+
+def catalogue_markdown() -> str:
+    """Render the event catalogue as Markdown (docs/event-catalogue.md is this output)."""
+    from practice_events.contracts import AREAS
+
+    types = catalogue()
+    lines = [
+        "# Event catalogue",
+        "",
+        "Generated from the contracts by `practice-events schemas --markdown "
+        "docs/event-catalogue.md`; do not edit by hand.",
+        "",
+        f"{len(types)} event types. Each is a CloudEvent whose `subject` names the aggregate "
+        "in the *aggregate* column. *System* types are emitted by practice-events itself "
+        "(producers may not send them). Times are RFC 3339 with an offset.",
+        "",
+    ]
+    for area in AREAS:
+        names = sorted(n for n in types if n.split(".")[1] == area)
+        if not names:
+            continue
+        lines += [f"## {area}", ""]
+        for name in names:
+            model = types[name]
+            doc = inspect.cleandoc(model.__doc__ or "")
+            flags = []
+            if model.CREATES:
+                flags.append("creates")
+            if model.SYSTEM:
+                flags.append("system")
+            suffix = f" ({', '.join(flags)})" if flags else ""
+            lines += [f"### `{name}`{suffix}", "", f"Aggregate: `{model.AGGREGATE}`.", ""]
+            if doc:
+                lines += [doc, ""]
+            schema = data_schema(model)
+            required = set(schema.get("required", []))
+            props = schema.get("properties", {})
+            if props:
+                lines += ["| field | type | required | description |", "|---|---|---|---|"]
+                for field, spec in props.items():
+                    desc = str(spec.get("description", "")).replace("\n", " ").replace("|", "\\|")
+                    ref = model.REFERENCES.get(field)
+                    if ref:
+                        desc += f" (must name an existing `{ref}`)"
+                    mark = "yes" if field in required else ""
+                    lines.append(f"| `{field}` | {_field_type(spec)} | {mark} | {desc} |")
+                lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
