@@ -1,0 +1,1 @@
+"""Scoring: assessment periods in the network's time zone, indicators, scoring models."""
