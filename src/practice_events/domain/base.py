@@ -185,7 +185,10 @@ class PracticeAggregate(Aggregate):
         )
 
     def emit(
-        self, event_class: type[PracticeAggregate.Event], data: Mapping[str, Any], meta: Meta
+        self,
+        event_class: type[PracticeAggregate.Event],
+        data: Mapping[str, Any],
+        meta: Mapping[str, Any],
     ) -> None:
         """Trigger ``event_class`` with a copy of ``data`` and ``meta``."""
         self.trigger_event(event_class, data=dict(data), meta=dict(meta))
