@@ -85,7 +85,7 @@ class DomainHarness:
         incoming = parse_structured(cloud_event(event_type, subject, data, **kw))
         agg = apply_event(incoming, self.lookup, self.exists, self.ctx)
         self.aggregates[agg.id] = agg
-        new = agg.collect_events()
+        new = list(agg.collect_events())
         self.emitted.extend(new)
         return new
 
