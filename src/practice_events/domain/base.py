@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar, TypedDict
 from uuid import UUID
 
@@ -49,8 +50,13 @@ SYSTEM_SOURCE = "practice-events"
 """The CloudEvents ``source`` of events that practice-events emits itself."""
 
 
+@lru_cache(maxsize=262_144)
 def aggregate_id(kind: str, subject: str) -> UUID:
-    """Return the eventsourcing id of the aggregate of ``kind`` named ``subject``."""
+    """Return the eventsourcing id of the aggregate of ``kind`` named ``subject``.
+
+    Cached: the ingest pipeline asks for the same hot ids (a busy volunteer,
+    a station) many times per batch, and uuid5 costs a SHA-1.
+    """
     return uuid.uuid5(NAMESPACE, f"{kind}:{subject}")
 
 

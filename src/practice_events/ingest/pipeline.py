@@ -400,8 +400,13 @@ class Pipeline:
 
     def _commit(self, work: _Work, trackings: list[Tracking]) -> BatchResult:
         started = _time.perf_counter()
-        recordings = self.app.save(
-            *work.touched.values(),
+        # The same as app.save(*aggregates, ...), without its per-object protocol
+        # isinstance checks (measured at ~15% of ingest time) and snapshot hooks.
+        events: list[DomainEventProtocol[UUID]] = []
+        for aggregate in work.touched.values():
+            events.extend(aggregate.collect_events())
+        recordings = self.app.events.put(
+            events,
             trackings=trackings,
             ingest_keys=work.keys,
             rejections=work.rejections,

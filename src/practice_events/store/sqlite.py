@@ -47,7 +47,10 @@ class StoreRecorder(SQLiteProcessRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        returning = super()._insert_events(c, stored_events, **kwargs)
+        returning = self._insert_stored(c, stored_events)
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is not None:
+            self._insert_tracking(c, tracking)
         trackings: Iterable[Tracking] = kwargs.get("trackings") or ()
         for tracking in trackings:
             self._insert_tracking(c, tracking)
@@ -67,6 +70,33 @@ class StoreRecorder(SQLiteProcessRecorder):
                 [tuple(r.as_row()[col] for col in REJECTION_COLUMNS) for r in rejections],
             )
         return returning
+
+    def _insert_stored(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Insert events with one ``executemany`` and derive their notification ids.
+
+        The library inserts row by row to read each ``lastrowid``. Inside one
+        write transaction SQLite gives consecutive inserts consecutive rowids
+        (max + 1 each time), and a concurrent writer would make this
+        transaction fail rather than interleave, so the ids are the
+        ``len(stored_events)`` rowids ending at ``last_insert_rowid()``.
+        """
+        if not stored_events:
+            return []
+        c.executemany(
+            self.insert_events_statement,
+            [
+                (
+                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
+                for s in stored_events
+            ],
+        )
+        c.execute("SELECT last_insert_rowid()")
+        last = int(c.fetchone()[0])
+        return list(range(last - len(stored_events) + 1, last + 1))
 
     # -- queries used by the pipeline and the CLI -------------------------------------
 
