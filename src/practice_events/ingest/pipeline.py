@@ -185,7 +185,17 @@ class Pipeline:
         attempt = 0
         while True:
             attempt += 1
-            work = self._prepare(inputs)
+            try:
+                work = self._prepare(inputs)
+            except (OperationalError, InterfaceError) as exc:
+                # Reading keys or aggregates failed: nothing was applied to the
+                # store, but cached aggregates may hold half a batch. Forget them.
+                self.invalidate()
+                msg = f"event store unavailable: {exc}"
+                raise TransientError(msg) from exc
+            except Exception:
+                self.invalidate()
+                raise
             if before_commit is not None:
                 before_commit(work.outcomes)
             try:

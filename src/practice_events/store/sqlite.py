@@ -108,9 +108,11 @@ class StoreRecorder(SQLiteProcessRecorder):
                 chunk = keys[start : start + _KEY_CHUNK]
                 values = ", ".join("(?, ?)" for _ in chunk)
                 params = [part for key in chunk for part in key]
+                # Join on the VALUES list: "(a, b) IN (VALUES ...)" makes SQLite
+                # scan the whole table, the join uses the primary key.
                 c.execute(
-                    "SELECT source, event_id, digest FROM ingested_keys "
-                    f"WHERE (source, event_id) IN (VALUES {values})",
+                    f"SELECT k.source, k.event_id, k.digest FROM (VALUES {values}) AS q "
+                    "JOIN ingested_keys AS k ON k.source = q.column1 AND k.event_id = q.column2",
                     params,
                 )
                 for row in c.fetchall():
