@@ -1,0 +1,221 @@
+"""The FastAPI application: HTTP ingestion, health and readiness (the query API comes later).
+
+:func:`create_app` wires routes and problem handlers; its lifespan opens the
+:class:`Runtime` (event store, token store, ingest thread) through the
+composition root and closes it on shutdown: the ingest thread first finishes
+the requests it has taken, then the store is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import TypedDict
+
+import anyio
+import anyio.to_thread
+import structlog
+from eventsourcing.persistence import PersistenceError
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.responses import Response
+
+from practice_events.api.auth import runtime_of
+from practice_events.api.ingest import IngestThread
+from practice_events.api.ingest import router as ingest_router
+from practice_events.api.problems import (
+    PROBLEM_RESPONSE_SCHEMA,
+    JsonResponse,
+    install_problem_handlers,
+    problem_response,
+)
+from practice_events.application import PracticeEvents
+from practice_events.auth.tokens import TokenStore, TokenVerifier, token_store
+from practice_events.config import Settings, mask_url
+from practice_events.errors import TransientError
+
+log = structlog.get_logger(__name__)
+
+MIB = 1024 * 1024
+
+
+class HttpLimits(BaseSettings):
+    """Limits of the HTTP server, from ``PRACTICE_EVENTS_HTTP_*`` environment variables.
+
+    Kept beside the app rather than in :class:`~practice_events.config.Settings`
+    while the HTTP side grows; the names are those the settings would use
+    (``http_max_batch_events`` …).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PRACTICE_EVENTS_HTTP_", extra="ignore")
+
+    max_event_bytes: int = Field(
+        default=1 * MIB, ge=1024, description="Largest single event body, in bytes"
+    )
+    max_batch_events: int = Field(
+        default=1000, ge=1, le=50_000, description="Most events in one batch request"
+    )
+    max_batch_bytes: int = Field(
+        default=5 * MIB, ge=1024, description="Largest batch request body, in bytes"
+    )
+    max_pending_events: int = Field(
+        default=50_000,
+        ge=1,
+        description="Events waiting to be stored beyond which requests get 503 OVERLOADED",
+    )
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a checked token is trusted without asking the store again "
+        "(a revocation takes effect within this time)",
+    )
+    readiness_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long /readyz waits for the store"
+    )
+
+
+@dataclass
+class Runtime:
+    """The resources one server process holds while it runs."""
+
+    settings: Settings
+    limits: HttpLimits
+    store: PracticeEvents
+    tokens: TokenStore
+    verifier: TokenVerifier
+    ingest: IngestThread
+
+    def close(self) -> None:
+        """Stop the ingest thread (after the requests it took) and close the store."""
+        try:
+            self.ingest.stop()
+        finally:
+            self.store.close()
+
+
+def open_runtime(settings: Settings, limits: HttpLimits | None = None) -> Runtime:
+    """Open the event store, the token store and the ingest thread.
+
+    Raises :class:`TransientError` when the store cannot be reached.
+    """
+    from practice_events.bootstrap import build_app, build_pipeline
+
+    limits = limits or HttpLimits()
+    try:
+        store = build_app(settings)
+    except PersistenceError as exc:
+        msg = f"cannot open the event store {mask_url(settings.store)}: {exc}"
+        raise TransientError(msg) from exc
+    try:
+        tokens = token_store(store)
+        pipeline = build_pipeline(settings, store)
+        ingest = IngestThread(
+            pipeline, max_group=settings.batch_size, max_pending=limits.max_pending_events
+        )
+        ingest.start()
+    except PersistenceError as exc:
+        store.close()
+        msg = f"cannot prepare the event store {mask_url(settings.store)}: {exc}"
+        raise TransientError(msg) from exc
+    except BaseException:
+        store.close()
+        raise
+    verifier = TokenVerifier(tokens, ttl=limits.token_cache_seconds)
+    log.info("http_runtime_opened", store=mask_url(settings.store))
+    return Runtime(settings, limits, store, tokens, verifier, ingest)
+
+
+class LifespanState(TypedDict):
+    """What the lifespan hands to every request (``request.state.runtime``)."""
+
+    runtime: Runtime
+
+
+def _version() -> str:
+    try:
+        return version("practice-events")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz", summary="Liveness (no I/O)")
+async def healthz() -> JsonResponse:
+    """Say the process is alive; touches nothing else, so it never waits."""
+    return JsonResponse({"status": "ok"})
+
+
+@health.get(
+    "/readyz",
+    summary="Readiness: the store answers and ingestion runs",
+    response_model=None,
+    responses={503: PROBLEM_RESPONSE_SCHEMA},
+)
+async def readyz(request: Request) -> Response:
+    """Answer 200 when the store is reachable and the ingest thread runs, else 503 with details."""
+    runtime = runtime_of(request)
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        with anyio.fail_after(runtime.limits.readiness_timeout_seconds):
+            position = await anyio.to_thread.run_sync(
+                runtime.store.last_position, abandon_on_cancel=True
+            )
+        checks["store"] = {"ok": True, "last_position": position}
+    except TimeoutError:
+        waited = runtime.limits.readiness_timeout_seconds
+        checks["store"] = {"ok": False, "error": f"no answer within {waited} s"}
+    except PersistenceError as exc:
+        checks["store"] = {"ok": False, "error": f"unreachable: {exc}"}
+    checks["ingest"] = {"ok": runtime.ingest.alive, "pending_events": runtime.ingest.pending}
+    if all(check["ok"] for check in checks.values()):
+        return JsonResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(name for name, check in checks.items() if not check["ok"])
+    return problem_response(
+        503, "NOT_READY", f"not ready: {failing}", instance=request.url.path, checks=checks
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    limits: HttpLimits | None = None,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """Build the HTTP application.
+
+    The lifespan opens a :class:`Runtime` from ``settings`` (or takes the one
+    given, e.g. opened early by ``serve`` to report store errors before
+    listening) and closes it on shutdown either way.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
+        opened = runtime
+        if opened is None:
+            opened = await anyio.to_thread.run_sync(open_runtime, settings, limits)
+        try:
+            yield {"runtime": opened}
+        finally:
+            await anyio.to_thread.run_sync(opened.close)
+            log.info("http_runtime_closed")
+
+    app = FastAPI(
+        title="practice-events",
+        version=_version(),
+        summary="Event-sourced activity tracking for civilization practice networks",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        # The interactive docs pages load their scripts from a CDN, which the
+        # networks this runs in may not reach; /openapi.json is served.
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    app.include_router(health)
+    app.include_router(ingest_router)
+    return app
