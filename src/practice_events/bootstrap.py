@@ -67,12 +67,12 @@ def build_app(settings: Settings) -> PracticeEvents:
     db = env.get("SQLITE_DBNAME")
     if db and not db.startswith("file:"):
         Path(db).parent.mkdir(parents=True, exist_ok=True)
-    from eventsourcing.persistence import IntegrityError
+    from eventsourcing.persistence import IntegrityError, ProgrammingError
 
     for attempt in range(3):
         try:
             return PracticeEvents(env=env)
-        except IntegrityError:
+        except (IntegrityError, ProgrammingError):
             # Several processes creating the tables at once race on PostgreSQL's
             # CREATE TYPE (it has no IF NOT EXISTS); the loser simply tries again.
             if attempt == 2:
