@@ -64,8 +64,10 @@ class StoreRecorder(PostgresProcessRecorder):
                 Identifier(f"{self.events_table_name}_topic_idx"), schema, events
             ),
         ]
+        # One statement per batch: executemany costs a round trip per key.
         self._insert_key_sql = SQL(
-            "INSERT INTO {0}.{1} (source, event_id, digest) VALUES (%s, %s, %s)"
+            "INSERT INTO {0}.{1} (source, event_id, digest) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
         ).format(schema, keys)
         columns = SQL(", ").join(Identifier(c) for c in REJECTION_COLUMNS)
         marks = SQL(", ").join(SQL("%s") for _ in REJECTION_COLUMNS)
@@ -85,7 +87,14 @@ class StoreRecorder(PostgresProcessRecorder):
             self._insert_tracking(curs, tracking)
         keys: Sequence[IngestKey] = kwargs.get("ingest_keys") or ()
         if keys:
-            curs.executemany(self._insert_key_sql, [(k.source, k.event_id, k.digest) for k in keys])
+            curs.execute(
+                self._insert_key_sql,
+                (
+                    [k.source for k in keys],
+                    [k.event_id for k in keys],
+                    [k.digest for k in keys],
+                ),
+            )
         rejections: Sequence[Rejection] = kwargs.get("rejections") or ()
         if rejections:
             curs.executemany(
