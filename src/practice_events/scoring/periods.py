@@ -58,8 +58,12 @@ class Period:
 
     @classmethod
     def containing(cls, moment: datetime, kind: PeriodKind, zone: tzinfo) -> Period:
-        """Return the period of ``kind`` that contains ``moment`` in ``zone``."""
-        return cls.of_date(moment.astimezone(zone).date(), kind)
+        """Return the period of ``kind`` that contains ``moment`` in ``zone``.
+
+        ``moment`` must be offset-aware: ``astimezone`` would read a naive
+        time in the machine's own zone, silently (ValueError instead).
+        """
+        return cls.of_date(_local_date(moment, zone), kind)
 
     @classmethod
     def of_date(cls, local: date, kind: PeriodKind) -> Period:
@@ -81,8 +85,8 @@ class Period:
         return datetime.combine(self.end, time.min, tzinfo=zone)
 
     def contains(self, moment: datetime, zone: tzinfo) -> bool:
-        """Tell whether ``moment`` falls in this period, in ``zone``."""
-        return self.first <= moment.astimezone(zone).date() < self.end
+        """Tell whether ``moment`` (offset-aware) falls in this period, in ``zone``."""
+        return self.first <= _local_date(moment, zone) < self.end
 
     def months(self) -> list[Period]:
         """The months of this period, in order."""
@@ -104,6 +108,14 @@ class Period:
         for _ in range(count - 1):
             periods.append(periods[-1].previous())
         return list(reversed(periods))
+
+
+def _local_date(moment: datetime, zone: tzinfo) -> date:
+    """The local date of an offset-aware ``moment`` in ``zone`` (ValueError if naive)."""
+    if moment.utcoffset() is None:
+        msg = f"naive time {moment.isoformat()}: periods need a time with an offset"
+        raise ValueError(msg)
+    return moment.astimezone(zone).date()
 
 
 def _add_months(day: date, months: int) -> date:
