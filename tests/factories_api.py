@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +55,18 @@ def live_server(
     *,
     limits: HttpLimits = TEST_LIMITS,
     open_early: bool = True,
+    plugins: Sequence[str] | None = (),
 ) -> Iterator[LiveServer]:
     """Run the app on a free port in a background thread until the block ends.
+
+    ``plugins``: the HTTP plugins to install (default none: the core app;
+    ``None``: every installed one, as ``serve`` does).
 
     With ``open_early`` the test opens the runtime itself (and can issue tokens
     through it); otherwise the app's lifespan opens it, as in production.
     """
     runtime = open_runtime(settings, limits) if open_early else None
-    app = create_app(settings, limits=limits, runtime=runtime)
+    app = create_app(settings, limits=limits, runtime=runtime, plugins=plugins)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))

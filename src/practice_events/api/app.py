@@ -1,18 +1,43 @@
-"""The FastAPI application: HTTP ingestion, health and readiness (the query API comes later).
+"""The FastAPI application: HTTP ingestion, health and readiness, and its plugins.
 
 :func:`create_app` wires routes and problem handlers; its lifespan opens the
 :class:`Runtime` (event store, token store, ingest thread) through the
 composition root and closes it on shutdown: the ingest thread first finishes
 the requests it has taken, then the store is closed.
+
+Plugins (entry-point group ``practice_events.http``)
+----------------------------------------------------
+The core package never imports ``projections`` or ``consumers``; they plug
+into the app instead. Each entry point of the group names a callable
+``install(app: FastAPI, settings: Settings) -> PluginHooks | None``, called
+once by :func:`create_app` (in entry-point name order). It may add routers
+to ``app`` and may return hooks for the lifespan:
+
+* ``start(runtime)`` runs (in a worker thread) after the runtime opened, in
+  name order; it may publish things other plugins use in
+  ``runtime.services`` (by convention ``"<package>.<name>"``, e.g.
+  ``"projections.runner"``: an in-process ``BatchedRunner`` that the read
+  API uses for ``wait``/``lag``);
+* ``stop()`` runs in reverse order on shutdown, before the runtime closes
+  (also when a later plugin's ``start`` failed).
+
+``start`` may also add a readiness check to ``runtime.checks`` (name ->
+callable returning ``{"ok": bool, ...}``), which ``/readyz`` runs.
+
+Read ``runtime.services`` when a request needs it, not in ``start``: plugins
+start in name order. ``create_app(..., plugins=())`` loads none (tests of the
+core), ``plugins=("projections",)`` only those named. Routers of other
+features (e.g. the auditors' replay and export endpoints) plug in the same
+way, with :func:`practice_events.api.auth.require_role` for access.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import TypedDict
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, entry_points, version
+from typing import Any, Protocol, TypedDict
 
 import anyio
 import anyio.to_thread
@@ -87,6 +112,10 @@ class Runtime:
     tokens: TokenStore
     verifier: TokenVerifier
     ingest: IngestThread
+    services: dict[str, Any] = field(default_factory=dict)
+    """What plugins share while the server runs (see "Plugins" in the module docstring)."""
+    checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    """Readiness checks plugins add: name -> callable returning ``{"ok": bool, ...}``."""
 
     def close(self) -> None:
         """Stop the ingest thread (after the requests it took) and close the store."""
@@ -152,12 +181,16 @@ async def healthz() -> JsonResponse:
 
 @health.get(
     "/readyz",
-    summary="Readiness: the store answers and ingestion runs",
+    summary="Readiness: the store answers, ingestion runs, plugins' checks pass",
     response_model=None,
     responses={503: PROBLEM_RESPONSE_SCHEMA},
 )
 async def readyz(request: Request) -> Response:
-    """Answer 200 when the store is reachable and the ingest thread runs, else 503 with details."""
+    """Answer 200 when the store is reachable, the ingest thread runs and every check passes.
+
+    Plugins add checks to ``runtime.checks`` (the read API: each projection's
+    lag under a bound); any failing check makes the answer 503 with details.
+    """
     runtime = runtime_of(request)
     checks: dict[str, dict[str, object]] = {}
     try:
@@ -172,6 +205,13 @@ async def readyz(request: Request) -> Response:
     except PersistenceError as exc:
         checks["store"] = {"ok": False, "error": f"unreachable: {exc}"}
     checks["ingest"] = {"ok": runtime.ingest.alive, "pending_events": runtime.ingest.pending}
+    for name, check in list(runtime.checks.items()):
+        try:
+            with anyio.fail_after(runtime.limits.readiness_timeout_seconds):
+                checks[name] = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        except TimeoutError:
+            waited = runtime.limits.readiness_timeout_seconds
+            checks[name] = {"ok": False, "error": f"no answer within {waited} s"}
     if all(check["ok"] for check in checks.values()):
         return JsonResponse({"status": "ready", "checks": checks})
     failing = ", ".join(name for name, check in checks.items() if not check["ok"])
@@ -180,27 +220,71 @@ async def readyz(request: Request) -> Response:
     )
 
 
+PLUGIN_GROUP = "practice_events.http"
+"""The entry-point group of HTTP plugins (see the module docstring)."""
+
+
+class PluginHooks(Protocol):
+    """What a plugin's ``install`` may return: work to start and stop with the server."""
+
+    def start(self, runtime: Runtime) -> None:
+        """Start (the runtime is open); may publish into ``runtime.services``."""
+
+    def stop(self) -> None:
+        """Stop; called on shutdown before the runtime closes."""
+
+
+def install_plugins(
+    app: FastAPI, settings: Settings, names: Sequence[str] | None = None
+) -> list[tuple[str, PluginHooks]]:
+    """Call every installed plugin's ``install`` (or only ``names``); return their hooks."""
+    found = sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)
+    hooks: list[tuple[str, PluginHooks]] = []
+    for ep in found:
+        if names is not None and ep.name not in names:
+            continue
+        installed = ep.load()(app, settings)
+        log.debug("http_plugin_installed", plugin=ep.name)
+        if installed is not None:
+            hooks.append((ep.name, installed))
+    return hooks
+
+
 def create_app(
     settings: Settings,
     *,
     limits: HttpLimits | None = None,
     runtime: Runtime | None = None,
+    plugins: Sequence[str] | None = None,
 ) -> FastAPI:
     """Build the HTTP application.
 
     The lifespan opens a :class:`Runtime` from ``settings`` (or takes the one
     given, e.g. opened early by ``serve`` to report store errors before
-    listening) and closes it on shutdown either way.
+    listening), starts the plugins' hooks, and on shutdown stops them and
+    closes the runtime either way. ``plugins``: which plugins to install
+    (None: every installed one; see the module docstring).
     """
+    hooks: list[tuple[str, PluginHooks]] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         opened = runtime
         if opened is None:
             opened = await anyio.to_thread.run_sync(open_runtime, settings, limits)
+        started: list[tuple[str, PluginHooks]] = []
         try:
+            for name, hook in hooks:
+                await anyio.to_thread.run_sync(hook.start, opened)
+                started.append((name, hook))
+                log.info("http_plugin_started", plugin=name)
             yield {"runtime": opened}
         finally:
+            for name, hook in reversed(started):
+                try:
+                    await anyio.to_thread.run_sync(hook.stop)
+                except Exception:
+                    log.exception("http_plugin_stop_failed", plugin=name)
             await anyio.to_thread.run_sync(opened.close)
             log.info("http_runtime_closed")
 
@@ -218,4 +302,5 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health)
     app.include_router(ingest_router)
+    hooks.extend(install_plugins(app, settings, plugins))
     return app

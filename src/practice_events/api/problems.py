@@ -43,7 +43,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from practice_events.errors import (
     ContractError,
@@ -118,8 +118,12 @@ class ProblemResponse(Response):
         return orjson.dumps(content)
 
 
-class JsonResponse(Response):
-    """A JSON response rendered with orjson (fast, and datetimes come out as RFC 3339)."""
+class JsonResponse(JSONResponse):
+    """A JSON response rendered with orjson (fast, and datetimes come out as RFC 3339).
+
+    A ``JSONResponse`` subclass so that FastAPI documents a route's response
+    model in OpenAPI (for other response classes it publishes ``string``).
+    """
 
     media_type = "application/json"
 
