@@ -21,9 +21,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/practice-events serve --demo
 
-## Lint, type-check and run the whole test suite (PostgreSQL and Tansu are started as needed).
+## Lint, type-check and run the whole test suite (PostgreSQL and Tansu are started as needed;
+## Debian's Chromium is installed for the dashboard tests if it is missing).
 test: $(STAMP) lint typecheck
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

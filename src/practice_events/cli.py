@@ -147,9 +147,11 @@ def cmd_store_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    """Print the effective settings with secrets masked."""
+    """Print the effective settings (core and every section) with secrets masked."""
+    from practice_events.config import effective_settings
+
     settings = _settings(args)
-    values = settings.masked()
+    values = effective_settings(settings)
     if args.json:
         _print_json(values)
     else:
@@ -240,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = config_sub.add_parser(
         "show",
         help="Print the effective settings, secrets masked.",
-        epilog="example:\n  practice-events config show --json",
+        description="Print every effective setting (environment, then the TOML file named by "
+        "PRACTICE_EVENTS_CONFIG, then the default), with passwords and keys masked.",
+        epilog="examples:\n  practice-events config show\n  practice-events config show --json\n"
+        "  PRACTICE_EVENTS_CONFIG=pe.toml practice-events config show\n\n"
+        "the --json keys are the names a TOML config file uses.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(func=cmd_config_show)

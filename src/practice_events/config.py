@@ -3,6 +3,19 @@
 Nothing here does I/O at import time; :func:`load_settings` reads the
 environment and, if ``PRACTICE_EVENTS_CONFIG`` names one, a TOML file whose
 keys are the field names below (environment variables win over the file).
+
+Settings sections
+-----------------
+Some parts keep their own settings class beside their code (the HTTP limits
+``PRACTICE_EVENTS_HTTP_*``, the read API's ``PRACTICE_EVENTS_API_*``). They
+register it under the entry-point group ``practice_events.settings`` (a
+pydantic ``BaseSettings`` class whose ``env_prefix`` starts with
+``PRACTICE_EVENTS_``), so that one TOML file configures everything and
+``practice-events config show`` prints every setting. A key of the TOML file
+that is not a field of :class:`Settings` but names a section's setting
+(``http_max_batch_events`` for ``PRACTICE_EVENTS_HTTP_MAX_BATCH_EVENTS``) is
+handed to that section through the environment, unless the environment
+already sets it (the environment wins there too); any other key is refused.
 """
 
 from __future__ import annotations
@@ -69,6 +82,25 @@ class Settings(BaseSettings):
     kafka_group: str = "practice-events"
     kafka_dlq_topic: str | None = Field(
         default=None, description="Dead-letter topic (default: <topic>.dlq)"
+    )
+    demo_events: int = Field(
+        default=90_000,
+        ge=100,
+        le=5_000_000,
+        description="About how many events `serve --demo` loads into an empty store",
+    )
+    demo_days: int = Field(
+        default=365,
+        ge=30,
+        le=1095,
+        description="Days of history `serve --demo` loads, ending yesterday in the network's "
+        "time zone",
+    )
+    demo_seed: int = Field(default=7, description="Random seed of the demo district")
+    scheduler_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often `serve` scans for overdue findings (0: no scheduler in serve)",
     )
 
     @field_validator("timezone")
@@ -163,10 +195,83 @@ def store_env(url: str) -> dict[str, str]:
     raise ConfigurationError(msg)
 
 
+SECTION_GROUP = "practice_events.settings"
+"""Entry-point group of the settings sections (see the module docstring)."""
+
+ENV_PREFIX = "PRACTICE_EVENTS_"
+
+
+def settings_sections() -> dict[str, type[BaseSettings]]:
+    """Return the registered settings sections by entry-point name, in name order."""
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=SECTION_GROUP), key=lambda ep: ep.name)
+    return {ep.name: ep.load() for ep in found}
+
+
+def section_env_names(section: type[BaseSettings]) -> dict[str, str]:
+    """Map each field of a section to its environment variable name."""
+    prefix = str(section.model_config.get("env_prefix") or "")
+    return {name: f"{prefix}{name}".upper() for name in section.model_fields}
+
+
+def _export_section_keys(keys: dict[str, Any], path: str) -> None:
+    """Hand TOML keys that belong to settings sections to them through the environment."""
+    if not keys:
+        return
+    known: dict[str, str] = {}
+    for section in settings_sections().values():
+        for env_name in section_env_names(section).values():
+            if env_name.startswith(ENV_PREFIX):
+                known[env_name[len(ENV_PREFIX) :].lower()] = env_name
+    for key, value in keys.items():
+        found = known.get(key)
+        if found is None:
+            msg = (
+                f"unknown setting {key!r} in config file {path} "
+                "(`practice-events config show` lists every setting)"
+            )
+            raise ConfigurationError(msg)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        os.environ.setdefault(found, text)
+
+
+def _masked_value(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "********"
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
+
+
+def effective_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting in effect, core and sections, by its TOML key, secrets masked.
+
+    The keys are the TOML names (the environment variable without the
+    ``PRACTICE_EVENTS_`` prefix, in lower case), so the output of
+    ``config show --json`` can be pasted into a config file.
+    """
+    out = settings.masked()
+    for section in settings_sections().values():
+        try:
+            values = section()
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            msg = f"bad setting {where or '?'}: {first.get('msg')}"
+            raise ConfigurationError(msg) from None
+        for name, env_name in section_env_names(section).items():
+            key = env_name.removeprefix(ENV_PREFIX).lower()
+            out[key] = _masked_value(getattr(values, name))
+    return out
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the TOML file (if any), the environment and ``overrides``.
 
-    Raises :class:`ConfigurationError` with a one-line reason on bad values.
+    Keys of the file that belong to a settings section are handed to it (see
+    the module docstring). Raises :class:`ConfigurationError` with a one-line
+    reason on bad values.
     """
     file_values: dict[str, Any] = {}
     path = os.environ.get("PRACTICE_EVENTS_CONFIG")
@@ -176,6 +281,10 @@ def load_settings(**overrides: Any) -> Settings:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             msg = f"cannot read config file {path}: {exc}"
             raise ConfigurationError(msg) from None
+        _export_section_keys(
+            {k: v for k, v in file_values.items() if k not in Settings.model_fields}, path
+        )
+        file_values = {k: v for k, v in file_values.items() if k in Settings.model_fields}
     env_names = {
         name for name in Settings.model_fields if f"PRACTICE_EVENTS_{name.upper()}" in os.environ
     }

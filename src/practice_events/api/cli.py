@@ -1,15 +1,23 @@
-"""``practice-events serve`` and ``practice-events tokens …``.
+"""``practice-events serve``, ``practice-events api`` and ``practice-events tokens …``.
 
 Installed through the ``practice_events.cli`` entry point (``api``). Entry
 points stay thin: read settings, open through the composition root, call,
 print. Bad usage, a port in use or an unreachable store at start-up are one
 line on stderr and exit code 2; no traceback.
+
+``serve`` runs the app with every HTTP plugin (the read API and dashboard,
+the projection runners, the Kafka worker when configured: see "Plugins" in
+:mod:`practice_events.api.app`); ``api`` leaves out the in-process workers
+(:data:`EMBEDDED_PLUGINS`). ``serve --demo`` first loads the demo district
+into an empty store (:mod:`practice_events.demo.load`) and hands its
+supervisor token to the dashboard through ``app.state.demo_token``.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import socket
 import sys
@@ -67,8 +75,108 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the HTTP server until SIGINT/SIGTERM, then stop gracefully."""
+EMBEDDED_PLUGINS = ("kafka", "runners")
+"""HTTP plugins that run workers in-process (Kafka ingestion, projection runners).
+
+``serve`` installs every plugin; ``api`` leaves these out, for deployments
+that run ``practice-events ingest`` and ``practice-events projections run``
+as their own processes.
+"""
+
+
+def api_plugins() -> list[str]:
+    """The installed HTTP plugins ``practice-events api`` uses (all but the embedded ones)."""
+    from importlib.metadata import entry_points
+
+    from practice_events.api.app import PLUGIN_GROUP
+
+    names = {ep.name for ep in entry_points(group=PLUGIN_GROUP)}
+    return sorted(names - set(EMBEDDED_PLUGINS))
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _prepare_demo(settings: Settings, *, progress: bool) -> str:
+    """Load the demo district into an empty store (or finish an interrupted load).
+
+    Returns the demo district-supervisor token (issued once, kept beside the store).
+    """
+    import structlog
+    from eventsourcing.persistence import PersistenceError
+
+    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.config import mask_url
+    from practice_events.demo.load import ensure_demo_token, prepare_demo
+
+    log = structlog.get_logger("practice_events.serve")
+    try:
+        app = build_app(settings)
+    except PersistenceError as exc:
+        msg = f"cannot open the event store {mask_url(settings.store)}: {exc}"
+        raise ConfigurationError(msg) from None
+    try:
+        loaded = prepare_demo(settings, app, build_pipeline(settings, app), progress=progress)
+        if loaded is None:
+            log.info("demo_already_loaded", last_position=app.last_position())
+        elif loaded.rejected:
+            log.warning("demo_inputs_rejected", by_code=loaded.rejected_by_code)
+        return ensure_demo_token(settings, app)
+    finally:
+        app.close()
+
+
+def _announce(args: argparse.Namespace, settings: Settings, url: str, token: str | None) -> None:
+    """Say where the service is: a banner for people, one JSON line with ``--json`` (stdout)."""
+    store = settings.masked()["store"]
+    if args.json:
+        _print_json({"url": url, "store": store, "demo_token": token, "pid": os.getpid()})
+        sys.stdout.flush()
+        return
+    token_file = None
+    if token is not None:
+        from practice_events.demo.load import demo_token_path
+
+        token_file = str(demo_token_path(settings))
+    _banner(url, store, token, token_file)
+
+
+def _banner(url: str, store: str, token: str | None, token_file: str | None) -> None:
+    """Tell a person where the service is (stdout; logs go to stderr)."""
+    print(f"practice-events {_version()} serving {url} (store {store})")
+    print(f"  dashboard: {url}/")
+    print(f"  API:       {url}/openapi.json   health: {url}/healthz   ready: {url}/readyz")
+    if token is not None:
+        print(f"  demo token (district supervisor, unit WLY): {token}")
+        print(f"    kept in {token_file}; the dashboard at this address uses it by itself")
+    sys.stdout.flush()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("practice-events")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def run_server(args: argparse.Namespace, *, plugins: list[str] | None, demo: bool) -> int:
+    """Run the HTTP app with ``plugins`` (None: all) until SIGINT/SIGTERM; stop gracefully.
+
+    Shutdown order: uvicorn stops accepting and lets requests in flight end;
+    the lifespan then stops the plugins in reverse order (runners after their
+    batch, the Kafka worker after its batch), the ingest thread stores what it
+    took, and the store is closed.
+    """
     import structlog
     import uvicorn
 
@@ -80,12 +188,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = settings.http_port if args.port is None else args.port
     sock = bind_socket(host, port)
     try:
+        token: str | None = None
+        if demo:
+            if not _is_loopback(host):
+                log.warning(
+                    "demo_on_public_address",
+                    host=host,
+                    hint="the demo token is handed only to browsers on this machine, but "
+                    "anyone holding it reads every unit; never use --demo in production",
+                )
+            token = _prepare_demo(settings, progress=not args.json)
         try:
             runtime = open_runtime(settings)
         except TransientError as exc:
             raise ConfigurationError(exc.reason) from None
+        app = create_app(settings, runtime=runtime, plugins=plugins)
+        app.state.demo_token = token
         config = uvicorn.Config(
-            create_app(settings, runtime=runtime),
+            app,
             log_config=None,
             access_log=args.access_log,
             lifespan="on",
@@ -93,9 +213,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=30,
         )
         server = uvicorn.Server(config)
-        bound = sock.getsockname()
-        store = runtime.settings.masked()["store"]
-        log.info("serving", url=f"http://{host}:{bound[1]}", store=store)
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{sock.getsockname()[1]}"
+        log.info("serving", url=url, plugins=plugins or "all", demo=demo)
+        _announce(args, settings, url, token)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal
         # to the handler that was in place before it; record it there so that a
         # requested stop ends with exit code 0 instead of death by signal.
@@ -115,6 +236,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if received:
         log.info("stopped", signal=signal.Signals(received[0]).name)
     return EXIT_OK if server.started else EXIT_BUG
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run everything in one process: ingestion, projection runners, API and dashboard."""
+    return run_server(args, plugins=None, demo=args.demo)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Run the HTTP API alone (ingestion and queries), without in-process workers."""
+    return run_server(args, plugins=api_plugins(), demo=False)
 
 
 # -- tokens -------------------------------------------------------------------------------
@@ -251,6 +382,18 @@ def _days(value: str) -> int:
     return days
 
 
+def _server_arguments(p: argparse.ArgumentParser, store_help: str) -> None:
+    p.add_argument("--host", help="address to listen on (default from settings: 127.0.0.1)")
+    p.add_argument("--port", type=_port, help="port to listen on (default from settings: 8000)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line (url, store, demo_token, pid) instead of the banner",
+    )
+    p.add_argument("--store", help=store_help)
+
+
 def install(sub: Any) -> None:
     """Add ``serve`` and ``tokens`` to the ``practice-events`` sub-commands."""
     from practice_events.auth.tokens import ROLES
@@ -270,25 +413,50 @@ def install(sub: Any) -> None:
     p = parser(
         sub,
         "serve",
-        "Run the HTTP server: event ingestion, /healthz and /readyz.",
+        "Run the whole service in one process: ingestion, projections, API and dashboard.",
         "examples:\n"
+        "  practice-events serve --demo                # what `make run` does\n"
         "  practice-events serve\n"
-        "  practice-events serve --host 0.0.0.0 --port 8080\n\n"
-        "default address: PRACTICE_EVENTS_HTTP_HOST:PRACTICE_EVENTS_HTTP_PORT "
-        "(127.0.0.1:8000).\n"
-        "limits: PRACTICE_EVENTS_HTTP_MAX_BATCH_EVENTS (1000), "
-        "PRACTICE_EVENTS_HTTP_MAX_BATCH_BYTES (5 MiB),\n"
-        "PRACTICE_EVENTS_HTTP_MAX_EVENT_BYTES (1 MiB). SIGINT/SIGTERM stop it gracefully.\n"
+        "  practice-events serve --host 0.0.0.0 --port 8080\n"
+        "  PRACTICE_EVENTS_KAFKA_BOOTSTRAP=127.0.0.1:9092 practice-events serve\n"
+        "  PRACTICE_EVENTS_DEMO_EVENTS=5000 practice-events serve --demo --json\n\n"
+        "runs HTTP ingestion (POST /v1/events), Kafka ingestion when\n"
+        "PRACTICE_EVENTS_KAFKA_BOOTSTRAP is set, every projection runner, the overdue\n"
+        "scheduler, the query API (/v1/...) and the dashboard (/).\n"
+        "--demo loads the demo district first when the store is empty (about\n"
+        "PRACTICE_EVENTS_DEMO_EVENTS events over PRACTICE_EVENTS_DEMO_DAYS days, ending\n"
+        "yesterday) and prints a district-supervisor demo token; never use it in production.\n"
+        "default address: PRACTICE_EVENTS_HTTP_HOST:PRACTICE_EVENTS_HTTP_PORT (127.0.0.1:8000).\n"
+        "SIGINT/SIGTERM stop it gracefully. exit codes: 0 stopped by a signal, 1 bug,\n"
+        "2 bad configuration (port in use, store unreachable or misnamed).\n"
         "post an event:\n"
         "  curl -H 'Authorization: Bearer pe_…' "
         "-H 'Content-Type: application/cloudevents+json' \\\n"
         "       --data @event.json http://127.0.0.1:8000/v1/events",
     )
     p.set_defaults(func=cmd_serve)
-    p.add_argument("--host", help="address to listen on (default from settings: 127.0.0.1)")
-    p.add_argument("--port", type=_port, help="port to listen on (default from settings: 8000)")
-    p.add_argument("--access-log", action="store_true", help="log every request")
-    p.add_argument("--store", help=store_help)
+    _server_arguments(p, store_help)
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="load the demo district into an empty store first and print a demo token",
+    )
+
+    p = parser(
+        sub,
+        "api",
+        "Run the HTTP API alone: ingestion and queries, no in-process workers.",
+        "examples:\n"
+        "  practice-events api --host 0.0.0.0 --port 8080\n"
+        "  PRACTICE_EVENTS_STORE=postgresql://practice@db/practice practice-events api\n\n"
+        "for deployments that run the other parts as their own processes:\n"
+        "  practice-events ingest            (Kafka ingestion workers)\n"
+        "  practice-events projections run   (projection runners, --with-scheduler once)\n"
+        "the query endpoints then read the views those runners keep.\n"
+        "exit codes: 0 stopped by a signal, 1 bug, 2 bad configuration.",
+    )
+    p.set_defaults(func=cmd_api)
+    _server_arguments(p, store_help)
 
     tokens = sub.add_parser(
         "tokens",

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,7 @@ class IngestThread:
         self._thread = threading.Thread(target=self._run, name="http-ingest", daemon=True)
         self.groups = 0
         self.inputs_done = 0
+        self._listeners: list[Callable[[int], None]] = []
 
     # -- control ----------------------------------------------------------------------------
 
@@ -135,6 +137,14 @@ class IngestThread:
             self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def on_commit(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(last_position)`` on the ingest thread after each stored group.
+
+        The in-process projection runner of ``serve`` wakes up this way instead of
+        waiting for its next poll. Listeners must be quick and must not raise.
+        """
+        self._listeners.append(listener)
 
     @property
     def alive(self) -> bool:
@@ -239,6 +249,11 @@ class IngestThread:
             end = start + len(job.inputs)
             job.future.set_result(Answer(result.outcomes[start:end], result.last_position))
             start = end
+        for listener in self._listeners:
+            try:
+                listener(result.last_position)
+            except Exception:
+                log.exception("http_ingest_listener_failed")
 
 
 # -- request helpers ------------------------------------------------------------------------
