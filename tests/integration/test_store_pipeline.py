@@ -62,7 +62,8 @@ class TestAcceptance:
         )
         assert [o.status for o in result.outcomes] == ["accepted", "accepted"]
         positions = [o.position for o in result.outcomes]
-        assert positions[0] is not None and positions[1] is not None
+        assert positions[0] is not None
+        assert positions[1] is not None
         assert positions[0] < positions[1] == result.last_position
 
     def test_reference_created_earlier_in_the_same_batch_is_found(self, pipeline: Pipeline) -> None:
@@ -221,9 +222,7 @@ class TestTracking:
 
 def test_concurrent_writers_store_each_event_once(store_url: str) -> None:
     """Two processes' worth of writers (separate stores) ingest the same events at once."""
-    events = [site("WLY", "centre")] + [
-        site(f"WLY-I{i}", "institute", "WLY") for i in range(1, 61)
-    ]
+    events = [site("WLY", "centre")] + [site(f"WLY-I{i}", "institute", "WLY") for i in range(1, 61)]
     errors: list[BaseException] = []
 
     def writer() -> None:

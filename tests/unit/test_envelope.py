@@ -36,7 +36,7 @@ class TestCatalogue:
     def test_every_type_name_is_versioned_and_stable(self) -> None:
         for name, model in CATALOGUE.items():
             assert TYPE_PATTERN.match(name), name
-            assert model.TYPE == name
+            assert name == model.TYPE
             assert model.__doc__, f"{name} has no docstring"
 
     def test_every_field_is_described(self) -> None:

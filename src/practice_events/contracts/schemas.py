@@ -99,7 +99,7 @@ def write_schemas(out: Path) -> int:
     return len(schemas)
 
 
-def _field_type(spec: dict[str, Any]) -> str:
+def _field_type(spec: dict[str, Any]) -> str:  # noqa: PLR0911 - one return per schema form
     """A short human name of a JSON Schema property's type."""
     if "$ref" in spec:
         return str(spec["$ref"]).rsplit("/", 1)[-1]

@@ -173,9 +173,7 @@ class StoreRecorder(SQLiteProcessRecorder):
         params.append(limit)
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT * FROM rejections WHERE "
-                + " AND ".join(clauses)
-                + " ORDER BY seq LIMIT ?",
+                "SELECT * FROM rejections WHERE " + " AND ".join(clauses) + " ORDER BY seq LIMIT ?",
                 params,
             )
             return [dict(zip(row.keys(), tuple(row), strict=True)) for row in c.fetchall()]
