@@ -1,0 +1,471 @@
+"""Benchmark: the read API under load, beside a /healthz baseline, on SQLite and PostgreSQL.
+
+Not a test: it prints figures. In one run, for each backend it
+
+1. generates the demo district's history (``--events``, default 1,000,000;
+   ``practice_events.demo.generator``) and ingests it through the real
+   pipeline into a fresh store, then builds every projection (skipped with
+   ``--reuse DIR`` when that directory already holds a loaded SQLite store);
+2. starts the server (the real app with the read-API plugin, as
+   ``practice-events api`` runs it: uvicorn, one process)
+   and issues a district-supervisor token and an institute-supervisor one;
+3. from a **separate load process** (threads with keep-alive ``http.client``
+   connections, ``--duration`` seconds per step after a warm-up) measures p50 and
+   p99 latency and requests/s at 1, 8 and 32 concurrent clients for:
+
+   * ``healthz``: ``GET /healthz`` (no I/O: the baseline of the stack),
+   * ``scorecard``: ``GET /v1/units/{unit}/scorecard?period=…``,
+   * ``closed_loop``: ``GET /v1/units/{unit}/closed-loop?period=…``,
+   * ``findings``: ``GET /v1/findings?unit={unit}&limit=50``,
+
+   cycling through the centre, every institute and the first stations, with
+   the institute token for its own units and the district token for the rest;
+
+then prints a table, ratios to the baseline, and one line of JSON (also
+written to ``bench/results/api.json``). Target (issue 6): p99 < 50 ms at 32
+clients for the three query endpoints.
+
+    .venv/bin/python bench/api.py                        # 1,000,000 events, both backends
+    .venv/bin/python bench/api.py --events 100000 --backends sqlite --duration 3
+    .venv/bin/python bench/api.py --backends sqlite --reuse var/bench-api --cache-seconds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONCURRENCY = (1, 8, 32)
+ENDPOINTS = ("healthz", "scorecard", "closed_loop", "findings")
+TARGET_P99_MS = 50.0
+SERVER_MAIN = """
+import sys, uvicorn
+from practice_events.api.app import create_app
+from practice_events.config import Settings
+from practice_events.logging import configure_logging
+configure_logging("console", "warning")
+app = create_app(Settings(store=sys.argv[1]), plugins=("projections",))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
+            access_log=False, lifespan="on")
+"""
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def load_store(store_url: str, events: int, seed: int, work: Path) -> dict[str, Any]:
+    """Generate and ingest the demo history, then build every projection."""
+    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.config import Settings
+    from practice_events.demo.generator import write_jsonl
+    from practice_events.ingest.files import ingest_file
+    from projections.registry import all_projections
+    from projections.runner import BatchedRunner
+    from projections.viewstore import ViewStore, default_view_url
+
+    started = time.perf_counter()
+    path = work / "demo.jsonl"
+    if not path.exists():
+        write_jsonl(path, seed=seed, events=events, progress=True)
+    settings = Settings(store=store_url)
+    app = build_app(settings)
+    try:
+        summary = ingest_file(build_pipeline(settings, app), path, progress=True)
+        views = ViewStore(default_view_url(store_url))
+        try:
+            BatchedRunner(app, views, all_projections(settings), batch_size=5000).catch_up()
+        finally:
+            views.close()
+        head = app.last_position()
+    finally:
+        app.close()
+    return {
+        "inputs": summary.accepted + summary.rejected,
+        "log_events": head,
+        "load_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def issue_tokens(store_url: str, institute: str) -> dict[str, str]:
+    """A district-supervisor and an institute-supervisor token."""
+    from practice_events.auth.tokens import token_store
+    from practice_events.bootstrap import build_app
+    from practice_events.config import Settings
+
+    app = build_app(Settings(store=store_url))
+    try:
+        tokens = token_store(app)
+        return {
+            "district": tokens.issue("district_supervisor", unit="WLY").secret,
+            "institute": tokens.issue("institute_supervisor", unit=institute).secret,
+        }
+    finally:
+        app.close()
+
+
+def network_units(store_url: str) -> tuple[list[str], list[str], str]:
+    """(institutes, stations, the last month with data) of the loaded district."""
+    from projections.network import list_sites
+    from projections.viewstore import ViewStore, default_view_url
+
+    views = ViewStore(default_view_url(store_url))
+    try:
+        institutes = [s["site_id"] for s in list_sites(views, level="institute")]
+        stations = [s["site_id"] for s in list_sites(views, level="station")]
+        with views.read() as tx:
+            last = tx.scalar("SELECT MAX(recorded_date) FROM closed_loop_findings")
+    finally:
+        views.close()
+    return institutes, stations, str(last)[:7]
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on localhost."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(store_url: str, cache_seconds: float | None = None) -> Iterator[str]:
+    """Run the app in its own process until the block ends; yield its base URL."""
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRACTICE_EVENTS_")}
+    if cache_seconds is not None:
+        env["PRACTICE_EVENTS_API_CACHE_SECONDS"] = str(cache_seconds)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_MAIN, store_url, str(port)], cwd=ROOT, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                msg = "the server exited during start-up"
+                raise RuntimeError(msg)
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                msg = "the server did not start within 120 s"
+                raise RuntimeError(msg)
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- the load process ----------------------------------------------------------------------
+
+
+def load_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run in the load process: ``clients`` threads requesting for ``duration`` seconds.
+
+    Each thread keeps one HTTP/1.1 connection (``http.client``: the lightest
+    client in the standard library, so the load process spends as little
+    of the shared CPUs as it can).
+    """
+    import http.client
+    from urllib.parse import urlparse
+
+    target = urlparse(spec["url"])
+    requests: list[dict[str, Any]] = spec["requests"]
+    latencies: list[list[float]] = [[] for _ in range(spec["clients"])]
+    errors = [0] * spec["clients"]
+    stop_at = [0.0]
+    began = [0.0]
+
+    def go() -> None:
+        """Run by the barrier once every client is ready, before any is released."""
+        began[0] = time.perf_counter()
+        stop_at[0] = began[0] + spec["duration"]
+
+    start = threading.Barrier(spec["clients"] + 1, action=go)
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+
+        def get(item: dict[str, Any]) -> int:
+            conn.request("GET", item["path"], headers=item["headers"])
+            response = conn.getresponse()
+            response.read()
+            return response.status
+
+        try:
+            for n in range(spec["warmup"]):
+                get(requests[(index + n) % len(requests)])
+            start.wait()
+            n = index
+            mine = latencies[index]
+            while True:
+                item = requests[n % len(requests)]
+                n += 1
+                t0 = time.perf_counter()
+                status = get(item)
+                elapsed = time.perf_counter() - t0
+                if t0 >= stop_at[0]:
+                    return
+                if status != 200:
+                    errors[index] += 1
+                mine.append(elapsed)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(spec["clients"])]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began[0]
+    every = sorted(x for series in latencies for x in series)
+    return {
+        "requests": len(every),
+        "errors": sum(errors),
+        "requests_per_second": round(len(every) / seconds, 1),
+        "p50_ms": round(percentile(every, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(every, 0.99) * 1000, 2),
+        "max_ms": round(every[-1] * 1000, 2) if every else None,
+    }
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    """Nearest-rank percentile of sorted values (0 for none)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, int(-(-share * len(ordered) // 1)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run :func:`load_worker` in a separate process and return its figures."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--load-worker"],
+        input=orjson.dumps(spec),
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, Any] = orjson.loads(out.stdout.splitlines()[-1])
+    return result
+
+
+def plan_requests(
+    endpoint: str,
+    tokens: dict[str, str],
+    institutes: list[str],
+    stations: list[str],
+    period: str,
+) -> list[dict[str, Any]]:
+    """The requests one step cycles through (units of the district and of one institute)."""
+    if endpoint == "healthz":
+        return [{"path": "/healthz", "headers": {}}]
+    own = institutes[0]
+    units = ["WLY", *institutes, *stations[:8]]
+    paths = {
+        "scorecard": "/v1/units/{unit}/scorecard?period=" + period,
+        "closed_loop": "/v1/units/{unit}/closed-loop?period=" + period,
+        "findings": "/v1/findings?unit={unit}&limit=50",
+    }
+    out = []
+    for unit in units:
+        role = "institute" if unit == own else "district"
+        out.append(
+            {
+                "path": paths[endpoint].format(unit=unit),
+                "headers": {"Authorization": f"Bearer {tokens[role]}"},
+            }
+        )
+    return out
+
+
+def measure(store_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every endpoint at every concurrency against one loaded store."""
+    institutes, stations, period = network_units(store_url)
+    tokens = issue_tokens(store_url, institutes[0])
+    figures: dict[str, Any] = {"period": period}
+    with server(store_url, args.cache_seconds) as url:
+        for endpoint in ENDPOINTS:
+            requests = plan_requests(endpoint, tokens, institutes, stations, period)
+            figures[endpoint] = {}
+            for clients in args.clients:
+                spec = {
+                    "url": url,
+                    "requests": requests,
+                    "clients": clients,
+                    "duration": args.duration,
+                    "warmup": max(2, len(requests)),
+                }
+                result = run_load(spec)
+                figures[endpoint][str(clients)] = result
+                print(
+                    f"  {endpoint:<12} {clients:>3} clients: p50 {result['p50_ms']:>7.2f} ms  "
+                    f"p99 {result['p99_ms']:>7.2f} ms  {result['requests_per_second']:>8,.0f} "
+                    f"req/s  ({result['errors']} errors)",
+                    flush=True,
+                )
+    return figures
+
+
+# -- stores --------------------------------------------------------------------------------
+
+
+@contextmanager
+def pg_store(admin: str, keep: bool) -> Iterator[str]:
+    """A fresh PostgreSQL database for the run (dropped afterwards unless ``keep``)."""
+    import psycopg
+
+    name = f"pe_bench_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_backend(backend: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Load (or reuse) one backend's store and measure it."""
+    print(f"{backend}:", flush=True)
+    if backend == "sqlite":
+        where = Path(args.reuse) if args.reuse else work
+        where.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{where / 'store.db'}"
+        loaded: dict[str, Any] = {"reused": True}
+        if not (where / "store.views.db").exists():
+            loaded = load_store(url, args.events, args.seed, work)
+            print(f"  loaded {loaded}", flush=True)
+        return {"load": loaded, **measure(url, args)}
+    subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh")], check=True)
+    with pg_store(args.pg_admin, args.keep) as url:
+        loaded = load_store(url, args.events, args.seed, work)
+        print(f"  loaded {loaded}", flush=True)
+        return {"load": loaded, **measure(url, args)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the history")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--backends", default="sqlite,postgres", help="comma-separated: sqlite, postgres"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per step")
+    parser.add_argument(
+        "--clients",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=list(CONCURRENCY),
+        help="concurrent clients per step, comma-separated (default 1,8,32)",
+    )
+    parser.add_argument("--reuse", help="a directory holding (or to hold) the SQLite store")
+    parser.add_argument(
+        "--cache-seconds",
+        type=float,
+        help="the server's PRACTICE_EVENTS_API_CACHE_SECONDS (0: compute every answer)",
+    )
+    parser.add_argument(
+        "--pg-admin",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL URL allowed to create databases",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "api.json"))
+    parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def report(figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Ratios to the /healthz baseline, targets, the JSON line and file."""
+    ratios: dict[str, float] = {}
+    met: dict[str, bool] = {}
+    top = str(max(args.clients))
+    for backend, measured in figures["backends"].items():
+        base = measured["healthz"][top]["p99_ms"] or 1e-9
+        for endpoint in ENDPOINTS[1:]:
+            step = measured[endpoint][top]
+            ratios[f"{backend}_{endpoint}_p99_vs_healthz_at_{top}"] = round(
+                step["p99_ms"] / base, 2
+            )
+            met[f"{backend}_{endpoint}_p99_ms_at_{top}"] = (
+                step["p99_ms"] < TARGET_P99_MS and step["errors"] == 0
+            )
+    for name, ok in met.items():
+        print(f"target {name} < {TARGET_P99_MS:g} ms: {'met' if ok else 'NOT met'}")
+    result = {
+        "bench": "api",
+        "figures": figures,
+        "ratios": ratios,
+        "targets": {"p99_ms_at_max_clients": TARGET_P99_MS, "max_clients": int(top)},
+        "targets_met": bool(met) and all(met.values()),
+        "targets_detail": met,
+    }
+    line = orjson.dumps(result).decode()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(line + "\n", encoding="utf-8")
+    print(line)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with --load-worker, one load step from stdin)."""
+    args = parse_args(argv)
+    if args.load_worker:
+        spec = orjson.loads(sys.stdin.buffer.read())
+        print(orjson.dumps(load_worker(spec)).decode())
+        return 0
+    from practice_events.logging import configure_logging
+
+    configure_logging("console", "warning")
+    figures: dict[str, Any] = {
+        "events": args.events,
+        "cpus": os.cpu_count(),
+        "duration_seconds": args.duration,
+        "answer_cache_seconds": args.cache_seconds,
+        "backends": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="pe-bench-api-"))
+    try:
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            figures["backends"][backend] = run_backend(backend, args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(figures, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,531 @@
+"""Benchmark: rebuilding every projection, beside the library's runner and a plain scan.
+
+Not a test: it prints figures. In one run it
+
+1. generates a history of the demo district (``practice_events.demo.generator``)
+   and ingests it through the real pipeline into a fresh PostgreSQL database
+   and a fresh SQLite file (the last ``--lag-seconds`` × ``--lag-rate``
+   events are kept back for step 5);
+2. measures a **plain scan + decode** of the notification log (pages of
+   2,000, ``orjson``): the ceiling of any projection;
+3. measures a **rebuild of all projections** (``projections.registry``:
+   network, closed loop, scorecards, ledgers, needs, meetings), blue/green as
+   ``practice-events projections rebuild all`` does it, one after the other,
+   reported as log events per second of wall time (log length ÷ seconds);
+4. measures the library's **ProjectionRunner** (``eventsourcing.projection``,
+   one transaction per event) over the same log for one simple projection
+   (a count per event type), capped at ``--library-cap`` events, on
+   PostgreSQL (the SQLite recorder has no subscriptions);
+5. measures **live lag** on PostgreSQL: ``practice-events projections run``
+   in its own process while this one ingests the kept-back events at a
+   paced ``--lag-rate`` events/s (batches every 50 ms); lag = time from a
+   batch's commit until every projection's tracking position has passed it
+   (sampled every 5 ms from the views' tracking table);
+
+then prints events/s, ratios and one line of JSON (also written to
+``bench/results/projections.json``). Targets (issue 5): rebuild ≥ 20,000
+events/s on PostgreSQL and ≥ 8× the library runner; live lag p99 < 500 ms
+while ingesting 2,000 events/s.
+
+    .venv/bin/python bench/projections.py                    # 1,000,000 events
+    .venv/bin/python bench/projections.py --events 100000    # a quicker run
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCH = 2000
+CLI_MAIN = "import sys; from practice_events.cli import main; sys.exit(main())"
+
+
+# -- input ---------------------------------------------------------------------------------
+
+
+def demo_payloads(events: int, seed: int) -> list[bytes]:
+    """The demo district's history as structured-mode CloudEvents (bytes), in time order."""
+    from practice_events.demo.generator import generate
+
+    return [orjson.dumps(e) for e in generate(seed=seed, events=events)]
+
+
+def ingest(store_url: str, payloads: list[bytes], batch: int = BATCH) -> dict[str, Any]:
+    """Ingest through the real pipeline; return rate and outcomes."""
+    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.config import Settings
+    from practice_events.ingest.pipeline import RawInput
+
+    settings = Settings(store=store_url)
+    app = build_app(settings)
+    try:
+        pipeline = build_pipeline(settings, app)
+        accepted = rejected = 0
+        started = time.perf_counter()
+        for start in range(0, len(payloads), batch):
+            inputs = [RawInput(payload=p, channel="bench") for p in payloads[start : start + batch]]
+            result = pipeline.process(inputs)
+            accepted += result.count("accepted")
+            rejected += result.count("rejected")
+        seconds = time.perf_counter() - started
+        return {
+            "inputs": len(payloads),
+            "accepted": accepted,
+            "rejected": rejected,
+            "log_events": app.last_position(),
+            "events_per_second": len(payloads) / seconds,
+        }
+    finally:
+        app.close()
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (wall time lies under load)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def scan_decode(store_url: str) -> dict[str, float]:
+    """Read and decode the whole notification log in pages; events per second."""
+    from practice_events.bootstrap import build_app
+    from practice_events.config import Settings
+    from projections.runner import LogReader
+
+    app = build_app(Settings(store=store_url))
+    try:
+        reader = LogReader(app)
+        head = reader.head()
+        position = 0
+        started, cpu = time.perf_counter(), _cpu()
+        while position < head:
+            page = reader.read(position, BATCH, stop=head)
+            if not page:
+                break
+            position = page[-1].position
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+        return {"events_per_second": head / seconds, "events_per_cpu_second": head / cpu}
+    finally:
+        app.close()
+
+
+def rebuild_all(store_url: str, jobs: int) -> dict[str, Any]:
+    """Rebuild every registered projection as ``projections rebuild all`` does."""
+    from practice_events.bootstrap import build_app
+    from practice_events.config import Settings
+    from projections.cli import rebuild_projections
+    from projections.registry import all_projections
+
+    settings = Settings(store=store_url)
+    app = build_app(settings)
+    try:
+        head = app.last_position()
+    finally:
+        app.close()
+    names = [p.NAME for p in all_projections(settings)]
+    started, cpu = time.perf_counter(), _cpu()
+    results = rebuild_projections(settings, names, jobs=jobs)
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    for r in results:
+        print(
+            f"  rebuild {r['projection']:<12} {r['events']:>9,} events in {r['seconds']:7.1f} s "
+            f"({r['events_per_second'] or 0:>9,}/s)"
+        )
+    return {
+        "log_events": head,
+        "jobs": jobs,
+        "seconds": round(seconds, 2),
+        "events_per_second": head / seconds,
+        "cpu_seconds": round(cpu, 2),
+        "events_per_cpu_second": head / cpu if cpu else None,
+        "projections": {
+            r["projection"]: {k: r[k] for k in ("events", "seconds", "events_per_second")}
+            for r in results
+        },
+    }
+
+
+def library_runner(store_url: str, cap: int) -> float:
+    """The library's ProjectionRunner (one transaction per event): events per second."""
+    from eventsourcing.persistence import Tracking
+    from eventsourcing.postgres import PostgresTrackingRecorder
+    from eventsourcing.projection import Projection, ProjectionRunner
+    from psycopg.sql import SQL, Identifier
+
+    from practice_events.application import PracticeEvents
+    from practice_events.bootstrap import application_env
+    from practice_events.config import Settings
+    from practice_events.domain import load_all
+
+    load_all()
+
+    class TypeCounts(PostgresTrackingRecorder):
+        """A count of events per type, and the tracking row, in one transaction per event."""
+
+        def __init__(self, datastore: Any, **kwargs: Any) -> None:
+            super().__init__(datastore, **kwargs)
+            table = Identifier(self.datastore.schema), Identifier("bench_library_counts")
+            self.sql_create_statements.append(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {0}.{1} (topic text PRIMARY KEY, n bigint NOT NULL)"
+                ).format(*table)
+            )
+            self.upsert = SQL(
+                "INSERT INTO {0}.{1} (topic, n) VALUES (%s, 1) "
+                "ON CONFLICT (topic) DO UPDATE SET n = {1}.n + 1"
+            ).format(*table)
+
+        def count(self, topic: str, tracking: Tracking) -> None:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(self.upsert, (topic,))
+                self._insert_tracking(curs, tracking)
+
+    class CountByType(Projection[TypeCounts]):
+        name = f"benchlib{uuid.uuid4().hex[:6]}"
+        topics = ()
+
+        def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+            self.view.count(type(domain_event).__qualname__, tracking)
+
+    env = application_env(Settings(store=store_url))
+    started = time.perf_counter()  # the runner starts processing as it is constructed
+    with ProjectionRunner(
+        application_class=PracticeEvents,
+        projection_class=CountByType,
+        view_class=TypeCounts,
+        env=env,
+    ) as runner:
+        target = min(cap, runner.app.last_position())
+        runner.wait(target, timeout=3600)
+        seconds = time.perf_counter() - started
+    return target / seconds
+
+
+class LagProbe:
+    """Samples the lowest tracking position of the projections every 5 ms (own connection)."""
+
+    def __init__(self, store_url: str, names: list[str]) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(store_url, autocommit=True)
+        self.names = names
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def position(self) -> int:
+        """The lowest position over the projections (0 until each has a tracking row)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), MIN(position) FROM practice_views.projection_tracking "
+            "WHERE name = ANY(%s)",
+            (self.names,),
+        ).fetchone()
+        if row is None or int(row[0]) < len(self.names):
+            return 0
+        return int(row[1] or 0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self.position()))
+            time.sleep(0.005)
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling and close the connection."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.conn.close()
+
+    def lags(self, commits: list[tuple[float, int]]) -> list[float]:
+        """Seconds from each commit until a sample shows every projection past it."""
+        out: list[float] = []
+        cursor = 0
+        for committed_at, position in commits:
+            while cursor < len(self.samples) and (
+                self.samples[cursor][0] < committed_at or self.samples[cursor][1] < position
+            ):
+                cursor += 1
+            if cursor == len(self.samples):
+                out.append(float("inf"))
+            else:
+                out.append(self.samples[cursor][0] - committed_at)
+        return out
+
+
+def paced_ingest(store_url: str, payloads: list[bytes], rate: int) -> list[tuple[float, int]]:
+    """Ingest in batches every 50 ms at ``rate`` events/s; return (commit time, position)."""
+    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.config import Settings
+    from practice_events.ingest.pipeline import RawInput
+
+    settings = Settings(store=store_url)
+    app = build_app(settings)
+    try:
+        pipeline = build_pipeline(settings, app)
+        per_batch = max(1, rate // 20)
+        commits: list[tuple[float, int]] = []
+        started = time.monotonic()
+        for index, start in enumerate(range(0, len(payloads), per_batch)):
+            pause = started + index * 0.05 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            chunk = payloads[start : start + per_batch]
+            result = pipeline.process([RawInput(payload=p, channel="bench") for p in chunk])
+            commits.append((time.monotonic(), result.last_position))
+        return commits
+    finally:
+        app.close()
+
+
+def live_lag(store_url: str, payloads: list[bytes], rate: int, workdir: Path) -> dict[str, Any]:
+    """Lag of ``projections run`` (own process) while ingesting at ``rate`` events/s."""
+    from practice_events.config import Settings
+    from projections.registry import all_projections
+
+    names = [p.NAME for p in all_projections(Settings(store=store_url))]
+    log_path = workdir / "projections-run.log"
+    env = {**os.environ, "PRACTICE_EVENTS_STORE": store_url, "PRACTICE_EVENTS_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-c", CLI_MAIN]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "projections", "run"], env=env, stdout=log, stderr=log
+        )
+    probe = LagProbe(store_url, names)
+    try:
+        head = _head(store_url)
+        deadline = time.monotonic() + 300
+        while probe.position() < head:
+            if time.monotonic() > deadline or process.poll() is not None:
+                msg = f"projections run did not catch up; see {log_path}"
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        probe.start()
+        started = time.monotonic()
+        commits = paced_ingest(store_url, payloads, rate)
+        ingest_seconds = time.monotonic() - started
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            not probe.samples or probe.samples[-1][1] < commits[-1][1]
+        ):
+            time.sleep(0.01)
+    finally:
+        probe.stop()
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    lags_ms = sorted(1000 * lag for lag in probe.lags(commits))
+    return {
+        "events": len(payloads),
+        "ingest_events_per_second": len(payloads) / ingest_seconds,
+        "batches": len(commits),
+        "lag_ms_p50": statistics.median(lags_ms),
+        "lag_ms_p99": lags_ms[max(0, math.ceil(0.99 * len(lags_ms)) - 1)],
+        "lag_ms_max": lags_ms[-1],
+        "stopped_gracefully": process.returncode == 0,
+    }
+
+
+def _head(store_url: str) -> int:
+    from practice_events.bootstrap import build_app
+    from practice_events.config import Settings
+
+    app = build_app(Settings(store=store_url))
+    try:
+        return app.last_position()
+    finally:
+        app.close()
+
+
+# -- stores ----------------------------------------------------------------------------------
+
+
+def pg_database(admin_url: str, keep: bool) -> Iterator[str]:
+    """Create a fresh PostgreSQL database; yield its store URL; drop it unless ``keep``."""
+    import psycopg
+
+    name = f"pe_bench_proj_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the history")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--library-cap", type=int, default=50_000, help="events for the library runner"
+    )
+    parser.add_argument("--lag-rate", type=int, default=2000, help="live ingest, events/s")
+    parser.add_argument("--lag-seconds", type=int, default=20, help="live ingest duration")
+    parser.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="rebuild processes at once (rebuild all --jobs)"
+    )
+    parser.add_argument(
+        "--pg-admin",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL URL allowed to create databases",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "projections.json"))
+    return parser.parse_args(argv)
+
+
+def run_store(
+    label: str, url: str, history: list[bytes], figures: dict[str, Any], jobs: int
+) -> None:
+    """Ingest, scan and rebuild on one store; record the figures under ``label``."""
+    ingested = ingest(url, history)
+    figures[f"ingest_{label}"] = ingested
+    print(
+        f"{label}: ingested {ingested['inputs']:,} inputs → {ingested['log_events']:,} log "
+        f"events ({ingested['events_per_second']:,.0f} inputs/s, {ingested['rejected']} rejected)"
+    )
+    scan = scan_decode(url)
+    figures[f"scan_decode_{label}"] = scan["events_per_second"]
+    figures[f"scan_decode_{label}_per_cpu_second"] = scan["events_per_cpu_second"]
+    print(
+        f"{label}: scan + decode of the log      {scan['events_per_second']:>10,.0f} events/s "
+        f"({scan['events_per_cpu_second']:,.0f} per CPU second of this process)"
+    )
+    print(f"{label}: rebuild of all projections:")
+    rebuilt = rebuild_all(url, jobs)
+    figures[f"rebuild_{label}"] = rebuilt
+    figures[f"rebuild_{label}_events_per_second"] = rebuilt["events_per_second"]
+    print(
+        f"{label}: rebuild all                   {rebuilt['events_per_second']:>10,.0f} events/s "
+        f"({rebuilt['log_events']:,} events in {rebuilt['seconds']:.1f} s; "
+        f"{rebuilt['events_per_cpu_second'] or 0:,.0f} per CPU second of the rebuilding processes)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print figures and the JSON line."""
+    from practice_events.logging import configure_logging
+
+    args = parse_args(argv)
+    configure_logging("console", "warning")
+    live = args.lag_rate * args.lag_seconds
+    t0 = time.perf_counter()
+    payloads = demo_payloads(args.events + live, args.seed)
+    history, kept = payloads[: len(payloads) - live], payloads[len(payloads) - live :]
+    print(f"generated {len(payloads):,} events in {time.perf_counter() - t0:.1f} s")
+    figures: dict[str, Any] = {"events": len(history)}
+    databases = pg_database(args.pg_admin, args.keep)
+    url = next(databases)
+    try:
+        run_store("postgres", url, history, figures, args.jobs)
+        figures["library_runner_postgres"] = library_runner(url, args.library_cap)
+        print(
+            "postgres: library ProjectionRunner     "
+            f"{figures['library_runner_postgres']:>10,.0f} events/s (first {args.library_cap:,})"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            figures["live_postgres"] = live_lag(url, kept, args.lag_rate, Path(tmp))
+        lag = figures["live_postgres"]
+        print(
+            f"postgres: live lag at {lag['ingest_events_per_second']:,.0f} events/s: "
+            f"p50 {lag['lag_ms_p50']:.0f} ms, p99 {lag['lag_ms_p99']:.0f} ms, "
+            f"max {lag['lag_ms_max']:.0f} ms"
+        )
+    finally:
+        databases.close()
+    if not args.skip_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_store("sqlite", f"sqlite:///{tmp}/store.db", history, figures, args.jobs)
+    report(figures, Path(args.out), args)
+    return 0
+
+
+def report(figures: dict[str, Any], out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Compute ratios and targets; print them and the JSON line; write the JSON file."""
+    rebuild_pg = figures["rebuild_postgres_events_per_second"]
+    ratios = {
+        "rebuild_postgres_vs_library_runner": rebuild_pg / figures["library_runner_postgres"],
+        "rebuild_postgres_vs_scan_decode": rebuild_pg / figures["scan_decode_postgres"],
+    }
+    if "rebuild_sqlite_events_per_second" in figures:
+        ratios["rebuild_sqlite_vs_scan_decode"] = (
+            figures["rebuild_sqlite_events_per_second"] / figures["scan_decode_sqlite"]
+        )
+    targets = {
+        "rebuild_postgres_events_per_second": 20_000,
+        "rebuild_postgres_vs_library_runner": 8,
+        "live_lag_ms_p99": 500,
+        "live_ingest_events_per_second": args.lag_rate,
+    }
+    met = {
+        "rebuild_postgres_events_per_second": rebuild_pg
+        >= targets["rebuild_postgres_events_per_second"],
+        "rebuild_postgres_vs_library_runner": ratios["rebuild_postgres_vs_library_runner"]
+        >= targets["rebuild_postgres_vs_library_runner"],
+        "live_lag_ms_p99": figures["live_postgres"]["lag_ms_p99"] < targets["live_lag_ms_p99"],
+        # the lag target only means something if the paced ingest reached its rate
+        "live_ingest_events_per_second": figures["live_postgres"]["ingest_events_per_second"]
+        >= 0.95 * args.lag_rate,
+    }
+    for name, value in ratios.items():
+        print(f"ratio {name}: {value:.2f}")
+    for name, ok in met.items():
+        print(f"target {name}: {'met' if ok else 'NOT met'}")
+    result = {
+        "bench": "projections",
+        "figures": _rounded(figures),
+        "ratios": {k: round(v, 2) for k, v in ratios.items()},
+        "targets": targets,
+        "targets_met": all(met.values()),
+        "targets_detail": met,
+    }
+    line = orjson.dumps(result).decode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(line + "\n", encoding="utf-8")
+    print(line)
+    return result
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 1)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
