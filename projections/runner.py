@@ -163,6 +163,14 @@ class BatchedRunner:
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
                 [projection.NAME, projection.VERSION],
             )
+            # The tracking row must exist before the first batch: lock_position's
+            # SELECT ... FOR UPDATE has nothing to lock otherwise, and two runners
+            # of a fresh projection would both apply its first page.
+            tx.execute(
+                f"INSERT INTO {self.views.TRACKING} (name, position, updated_at) "
+                "VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING",
+                [projection.NAME, self.clock().isoformat()],
+            )
         self.states[projection.NAME].position = self.views.position(projection.NAME)
 
     # -- processing ----------------------------------------------------------------------

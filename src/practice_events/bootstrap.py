@@ -67,16 +67,20 @@ def build_app(settings: Settings) -> PracticeEvents:
     db = env.get("SQLITE_DBNAME")
     if db and not db.startswith("file:"):
         Path(db).parent.mkdir(parents=True, exist_ok=True)
-    from eventsourcing.persistence import IntegrityError, ProgrammingError
+    import time
+
+    from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 
     for attempt in range(3):
         try:
             return PracticeEvents(env=env)
-        except (IntegrityError, ProgrammingError):
+        except (IntegrityError, ProgrammingError, InternalError):
             # Several processes creating the tables at once race on PostgreSQL's
             # CREATE TYPE (it has no IF NOT EXISTS); the loser simply tries again.
+            # ("tuple concurrently updated" is the catalog's version of the same race.)
             if attempt == 2:
                 raise
+            time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -334,18 +334,7 @@ class TestConcurrentRunners:
         recorder = self.race(env)
         assert recorded_subjects(env, recorder) == ["C", *(f"S{n:02d}" for n in range(1, 9))]
 
-    def test_fresh_projection_applies_each_page_once(
-        self, env: LoopEnv, request: pytest.FixtureRequest
-    ) -> None:
-        if "postgres" in request.node.name:
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="runner.py: before the first batch there is no tracking row for "
-                    "SELECT ... FOR UPDATE to lock, so two runners both apply page 1; fix: "
-                    "insert the row (position 0, ON CONFLICT DO NOTHING) in _prepare",
-                )
-            )
+    def test_fresh_projection_applies_each_page_once(self, env: LoopEnv) -> None:
         register(env, *(f"S{n:02d}" for n in range(1, 9)))
         recorder = self.race(env)
         assert recorded_subjects(env, recorder) == ["C", *(f"S{n:02d}" for n in range(1, 9))]
