@@ -240,8 +240,10 @@ class Pipeline:
             parsed.append(incoming)
             work.outcomes.append(self._outcome_for(incoming, "accepted", item))
 
-        self._dedupe(work, parsed, received_at)
+        # Load aggregates before reading the keys: an event another writer commits
+        # in between is then seen as a duplicate, not refused by a newer aggregate.
         self._preload(parsed)
+        self._dedupe(work, parsed, received_at)
         loaded: dict[UUID, PracticeAggregate | None] = {}
 
         def lookup(kind: str, subject: str) -> PracticeAggregate | None:
