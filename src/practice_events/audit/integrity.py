@@ -167,6 +167,10 @@ class SqliteLogStore:
         recorder: Any = app.recorder
         self.datastore = recorder.datastore
         self.events = recorder.events_table_name
+        self.read_log_sql = (
+            "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - table name from code
+            f"FROM {self.events} WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
 
     def ensure_tables(self) -> None:
         """Create the seal tables if missing."""
@@ -186,35 +190,61 @@ class SqliteLogStore:
             c.execute(f"SELECT MAX(rowid) FROM {self.events}")  # noqa: S608 - table name from code
             return int(c.fetchone()[0] or 0)
 
+    def _rows(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run a query and return plain tuples (the pool's ``sqlite3.Row`` costs more)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(statement, params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+
     def read_log(self, after: int, limit: int, stop: int | None = None) -> list[LogRow]:
         """Return up to ``limit`` stored events after ``after`` (up to ``stop``), in order."""
         bound = stop if stop is not None else 2**63 - 1
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - table name from code
-                f"FROM {self.events} WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
-                (after, bound, limit),
-            )
-            rows = c.fetchall()
+        rows = self._rows(self.read_log_sql, (after, bound, limit))
         return [(r[0], _id_bytes(r[1]), r[2], r[3], r[4]) for r in rows]
 
     def read_hashes(self, after: int, limit: int, stop: int | None = None) -> list[HashRow]:
-        """Return (position, row hash) of up to ``limit`` events (hashed here, in Python)."""
-        return [
-            (position, row_hash(originator, version, topic, state))
-            for position, originator, version, topic, state in self.read_log(after, limit, stop)
-        ]
+        """Return (position, row hash) of up to ``limit`` events (hashed here, in Python).
+
+        :func:`row_hash` written out inline: this loop is most of ``verify``'s time.
+        """
+        bound = stop if stop is not None else 2**63 - 1
+        sha256 = hashlib.sha256
+        join = b"".join
+        out: list[HashRow] = []
+        for position, originator, version, topic, state in self._rows(
+            self.read_log_sql, (after, bound, limit)
+        ):
+            encoded = topic.encode()
+            ident = bytes.fromhex(originator) if len(originator) == 32 else _id_bytes(originator)
+            out.append(
+                (
+                    position,
+                    sha256(
+                        join(
+                            (
+                                ident,
+                                version.to_bytes(8, "big"),
+                                len(encoded).to_bytes(2, "big"),
+                                encoded,
+                                state,
+                            )
+                        )
+                    ).digest(),
+                )
+            )
+        return out
 
     def read_seals(self, after: int, limit: int, stop: int | None = None) -> list[SealRow]:
         """Return up to ``limit`` seals after ``after`` (up to ``stop``), in order."""
         bound = stop if stop is not None else 2**63 - 1
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT position, row_hash, chain_hash FROM seals "
-                "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-                (after, bound, limit),
-            )
-            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+        return self._rows(
+            "SELECT position, row_hash, chain_hash FROM seals "
+            "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+            (after, bound, limit),
+        )
 
     def seal_head(self) -> tuple[int, bytes, str] | None:
         """Return the last seal (position, chain hash, sealed_at), or None."""
