@@ -92,14 +92,21 @@ class TestDeadLetterHeaders:
 
 class TestRecords:
     def test_binary_mode_headers_are_decoded_as_text(self) -> None:
-        assert decode_headers([("ce_subject", "站".encode()), ("x", None)]) == {
-            "ce_subject": "站",
-            "x": "",
-        }
-        assert decode_headers(None) == {}
+        assert decode_headers([("ce_subject", "站".encode()), ("x", None)]) == [
+            ("ce_subject", "站"),
+            ("x", ""),
+        ]
+        assert decode_headers(None) == []
+
+    def test_keeps_a_repeated_header_for_the_envelope_to_refuse(self) -> None:
+        assert decode_headers([("ce_id", b"a"), ("ce_id", b"b")]) == [
+            ("ce_id", "a"),
+            ("ce_id", "b"),
+        ]
 
     def test_bad_utf8_in_a_header_does_not_stop_decoding(self) -> None:
-        assert decode_headers([("ce_id", b"\xff1")]) == {"ce_id": "\ufffd1"}
+        # Kept as a lone surrogate, which the envelope refuses as "not valid UTF-8".
+        assert decode_headers([("ce_id", b"\xff1")]) == [("ce_id", "\udcff1")]
 
     def test_tracking_names_a_topic_partition(self) -> None:
         assert tracking_name("practice.events.v1", 3) == "kafka:practice.events.v1:3"

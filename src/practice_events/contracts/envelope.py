@@ -8,17 +8,30 @@ here. Validation is strict and every refusal carries a stable code:
 code                   when
 =====================  =========================================================
 ``MALFORMED_JSON``     not UTF-8, not JSON, or not a JSON object
+``NESTING_TOO_DEEP``   arrays and objects nested more than 32 levels deep
+``DUPLICATE_ATTRIBUTE``  an attribute given twice: two members of the same name
+                       at the top of a structured event, two ``ce_*`` headers
+                       naming the same attribute, two content types
+``DUPLICATE_KEY``      an object inside ``data`` names a member twice
 ``MISSING_ATTRIBUTE``  a required attribute (id, source, specversion, type,
                        subject, time, data) is absent or empty
 ``INVALID_ATTRIBUTE``  an attribute has the wrong type or form (specversion not
-                       1.0, a bad extension name, data_base64, a content type
-                       other than JSON)
+                       1.0, a time that is not RFC 3339, a bad extension name,
+                       data_base64, a content type other than JSON, a
+                       ``dataschema`` that is not a string, control characters
+                       or bytes that are not UTF-8 in a value, a value longer
+                       than 256 characters, a ``ce_data`` header)
 ``NAIVE_DATETIME``     a time without an offset (periods need a time zone)
-``UNKNOWN_TYPE``       the type is not in the catalogue
+``UNKNOWN_TYPE``       the type (or that version of it) is not in the catalogue
 ``SYSTEM_EVENT_TYPE``  the type is emitted by practice-events only
 ``OUT_OF_RANGE``       a number or time outside its allowed range
-``SCHEMA_VIOLATION``   any other mismatch with the type's data schema
+``SCHEMA_VIOLATION``   any other mismatch with the type's data schema (U+0000
+                       in a string included: PostgreSQL text cannot hold it)
 =====================  =========================================================
+
+Duplicates, depth and U+0000 are checked by :mod:`practice_events.contracts.strictjson`
+(orjson accepts all three). Checks of time against the clock (``TIME_IN_FUTURE``,
+``TIME_TOO_OLD``) need the time of receipt and are made by the ingest pipeline.
 
 The checks of the envelope are written out by hand rather than as a pydantic
 model: they run for every event, and hand-written checks give the exact code
@@ -29,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +50,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from practice_events.contracts import strictjson
 from practice_events.contracts.base import CATALOGUE, EventData
 from practice_events.errors import (
     ContractError,
@@ -54,6 +68,17 @@ KNOWN_EXTENSIONS = frozenset(
 )
 JSON_CONTENT_TYPES = ("application/json", "text/json")
 MAX_ATTRIBUTE_LENGTH = 256
+RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?$"
+)
+"""An RFC 3339 date-time (the offset is checked apart, for its own code)."""
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+"""Control characters, and lone surrogates (bytes that were not UTF-8, see ``decode_headers``)."""
+BINARY_ONLY_IN_VALUE = frozenset({"data", "data_base64"})
+"""Attributes that binary mode carries in the record's value, never in a header."""
+
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+"""Binary-mode headers: a mapping, or (name, value) pairs when names may repeat (Kafka)."""
 
 _OUT_OF_RANGE_ERRORS = frozenset(
     {
@@ -123,13 +148,29 @@ class IncomingEvent:
         return out
 
 
-def decode_json(raw: bytes | str) -> Any:
-    """Decode bytes as JSON, refusing invalid UTF-8 and bad JSON with MALFORMED_JSON."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        msg = f"not valid JSON: {exc}"
-        raise MalformedInputError(msg) from None
+def decode_json(raw: bytes | str, *, envelope: bool = True) -> Any:
+    """Decode bytes as strict JSON (see :mod:`~practice_events.contracts.strictjson`).
+
+    Invalid UTF-8 and bad JSON are ``MALFORMED_JSON``; a member named twice is
+    ``DUPLICATE_ATTRIBUTE`` at the top of a CloudEvent (``envelope``) and
+    ``DUPLICATE_KEY`` below it; too deep is ``NESTING_TOO_DEEP``.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError:
+            msg = "not valid JSON: the text holds lone surrogates (not UTF-8)"
+            raise MalformedInputError(msg) from None
+    return strictjson.loads(raw, envelope=envelope)
+
+
+def header_items(headers: Headers | None) -> Iterable[tuple[str, str]]:
+    """Return binary-mode headers as (name, value) pairs, repeats included."""
+    if not headers:
+        return ()
+    if isinstance(headers, Mapping):
+        return headers.items()
+    return headers
 
 
 def parse_structured(raw: bytes | str | Mapping[str, Any]) -> IncomingEvent:
@@ -141,26 +182,43 @@ def parse_structured(raw: bytes | str | Mapping[str, Any]) -> IncomingEvent:
     return validate_envelope(obj)
 
 
-def parse_binary(headers: Mapping[str, str], value: bytes | None) -> IncomingEvent:
+def parse_binary(headers: Headers, value: bytes | None) -> IncomingEvent:
     """Parse a binary-mode CloudEvent: ``ce_*`` headers plus the data as the value.
 
     Header names are matched case-insensitively and may use ``ce_`` (Kafka) or
-    ``ce-`` (HTTP) prefixes.
+    ``ce-`` (HTTP) prefixes. Kafka lets a record repeat a header: two headers
+    naming the same attribute (``ce_id`` twice, or ``ce_id`` and ``CE-ID``)
+    are refused with ``DUPLICATE_ATTRIBUTE`` rather than one silently winning.
     """
     attributes: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     content_type: str | None = None
-    for name, header_value in headers.items():
+    for name, header_value in header_items(headers):
         lower = name.lower()
         if lower.startswith(("ce_", "ce-")):
-            attributes[lower[3:]] = header_value
+            attribute = lower[3:]
+            if attribute in BINARY_ONLY_IN_VALUE:
+                msg = f"header {name!r}: in binary mode the data is the value, never a header"
+                raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=attribute)
+            if attribute in attributes:
+                msg = (
+                    f"attribute '{attribute}' is given twice (headers {spelled[attribute]!r} "
+                    f"and {name!r}); send each attribute once"
+                )
+                raise ContractError(msg, code="DUPLICATE_ATTRIBUTE", attribute=attribute)
+            attributes[attribute] = header_value
+            spelled[attribute] = name
         elif lower == "content-type":
+            if content_type is not None:
+                msg = "the content type is given twice; send one content-type header"
+                raise ContractError(msg, code="DUPLICATE_ATTRIBUTE", attribute="datacontenttype")
             content_type = header_value
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     if value is None or value == b"":
         msg = "binary-mode event has no value (data is required)"
         raise ContractError(msg, code="MISSING_ATTRIBUTE")
-    attributes["data"] = decode_json(value)
+    attributes["data"] = decode_json(value, envelope=False)
     return validate_envelope(attributes)
 
 
@@ -178,16 +236,39 @@ def _attribute(obj: Mapping[str, Any], name: str) -> str:
     if value != value.strip():
         msg = f"attribute '{name}' has leading or trailing whitespace"
         raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=name)
+    _check_characters(name, value)
     return value
 
 
+def _check_characters(name: str, value: str) -> None:
+    """Refuse control characters and bytes that were not UTF-8 in an attribute's value."""
+    bad = _UNSTORABLE.search(value)
+    if bad is None:
+        return
+    char = bad.group()
+    if "\ud800" <= char <= "\udfff":
+        msg = f"attribute '{name}' is not valid UTF-8"
+    else:
+        msg = f"attribute '{name}' contains the control character U+{ord(char):04X}"
+    raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=name)
+
+
 def parse_time(value: str, *, where: str = "time") -> datetime:
-    """Parse an RFC 3339 time; refuse naive times with NAIVE_DATETIME."""
-    if "T" not in value and " " not in value:
-        msg = f"'{where}' must be an RFC 3339 date-time, got {value!r}"
+    """Parse an RFC 3339 time; refuse naive times with NAIVE_DATETIME.
+
+    Only RFC 3339 is accepted (``2024-03-05T09:30:00+08:00``, ``…Z``, with
+    fractions of a second), not the other ISO 8601 forms Python would read
+    (week dates, basic format, no seconds): producers in other languages must
+    be able to produce and check the same text.
+    """
+    if not RFC3339.match(value):
+        msg = (
+            f"'{where}' must be an RFC 3339 date-time such as 2024-03-05T09:30:00+08:00, "
+            f"got {value!r}"
+        )
         raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=where)
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.upper())
     except ValueError:
         msg = f"'{where}' is not an RFC 3339 date-time: {value!r}"
         raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=where) from None
@@ -208,6 +289,12 @@ def _check_content(obj: Mapping[str, Any]) -> None:
     if "data_base64" in obj:
         msg = "data_base64 is not accepted: send the data as a JSON object"
         raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute="data_base64")
+    schema = obj.get("dataschema")
+    if schema is not None:
+        if not isinstance(schema, str) or not schema or len(schema) > 2 * MAX_ATTRIBUTE_LENGTH:
+            msg = "dataschema must be a URI (a non-empty string of at most 512 characters)"
+            raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute="dataschema")
+        _check_characters("dataschema", schema)
 
 
 def _extensions(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -221,7 +308,12 @@ def _extensions(obj: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(value, float) or not isinstance(value, str | int | bool):
             msg = f"extension attribute '{name}' must be a string, integer or boolean"
             raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=name)
-        extensions[name] = str(value)
+        text = str(value)
+        if len(text) > MAX_ATTRIBUTE_LENGTH:
+            msg = f"extension attribute '{name}' is longer than {MAX_ATTRIBUTE_LENGTH} characters"
+            raise ContractError(msg, code="INVALID_ATTRIBUTE", attribute=name)
+        _check_characters(name, text)
+        extensions[name] = text
     return extensions
 
 
@@ -242,8 +334,7 @@ def validate_envelope(obj: Mapping[str, Any]) -> IncomingEvent:
 
     model = CATALOGUE.get(event_type)
     if model is None:
-        msg = f"unknown event type {event_type!r}; see GET /v1/schemas for the catalogue"
-        raise UnknownTypeError(msg, attribute="type")
+        raise UnknownTypeError(_unknown_type_reason(event_type), attribute="type")
     if model.SYSTEM:
         msg = f"{event_type} is emitted by practice-events itself and cannot be sent"
         raise SystemEventTypeError(msg, attribute="type")
@@ -274,6 +365,20 @@ def validate_envelope(obj: Mapping[str, Any]) -> IncomingEvent:
         extensions=extensions,
         digest=digest,
     )
+
+
+def _unknown_type_reason(event_type: str) -> str:
+    """Say what is unknown: the type, or only this version of it (then name the known ones)."""
+    stem, _, version = event_type.rpartition(".")
+    known = sorted(
+        name.rpartition(".")[2] for name in CATALOGUE if stem and name.rpartition(".")[0] == stem
+    )
+    if known and version not in known:
+        return (
+            f"unknown version {version!r} of {stem}; this service knows {', '.join(known)} "
+            "(see GET /v1/schemas)"
+        )
+    return f"unknown event type {event_type!r}; see GET /v1/schemas for the catalogue"
 
 
 def fingerprint(event_type: str, subject: str, time: datetime, data_json: Mapping[str, Any]) -> str:
