@@ -71,7 +71,9 @@ class TestSettings:
             load_settings()
 
     def test_secrets_are_masked(self) -> None:
-        settings = Settings(cipher_key="c2VjcmV0c2VjcmV0c2VjcmV0", store="postgresql://u:pw@h/d")
+        settings = Settings(
+            cipher_key="c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", store="postgresql://u:pw@h/d"
+        )
         shown = settings.masked()
         assert shown["cipher_key"] == "********"
         assert "pw" not in shown["store"]

@@ -94,7 +94,8 @@ class TestConfigShow:
     ) -> None:
         monkeypatch.setenv("PRACTICE_EVENTS_API_VIEWS", "postgresql://viewer:hunter2@db/views")
         settings = Settings(
-            cipher_key="c2VjcmV0c2VjcmV0c2VjcmV0", store="postgresql://pe:s3cret@db/practice"
+            cipher_key="c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+            store="postgresql://pe:s3cret@db/practice",
         )
         text = orjson.dumps(effective_settings(settings)).decode()
         assert "hunter2" not in text

@@ -184,8 +184,12 @@ class TestEnvelopes:
         producer_types = {t for t, model in catalogue().items() if not model.SYSTEM}
         sent = set(mix)
         assert sent <= producer_types
-        # Scorecards are computed and published by the scorecard projections.
-        assert producer_types - sent == {"practice.assessment.scorecard_published.v1"}
+        # Scorecards are computed and published by the scorecard projections; the demo
+        # names no person, not even a fictional one, so it records no personal details.
+        assert producer_types - sent == {
+            "practice.assessment.scorecard_published.v1",
+            "practice.volunteer.personal_details_recorded.v1",
+        }
 
     def test_never_names_a_person(self, year: list[dict[str, Any]]) -> None:
         keys: set[str] = set()

@@ -23,9 +23,14 @@ certificate is a pure function of the log up to one position:
   ``content_sha256`` is the hash of its canonical JSON, so a copy can be
   checked against a later re-issue with the same volunteer and position.
 
-Personal details (name, ID number) are not in the log (DESIGN.md §3): the
-certificate names the volunteer by number; the issuing office adds the name
-from its encrypted registry when printing.
+The holder: personal details are in the log only sealed under the
+person's key (``docs/privacy.md``). ``holder`` carries the name and the
+masked ID number of the latest details recorded at or before the cut,
+decrypted when the certificate is made, or ``"[erased]"`` once the person's
+key was destroyed. Because an erasure changes it, two hashes are given:
+``record_sha256`` covers the service record (everything but ``holder``
+and the hashes) and stays the same across an erasure; ``content_sha256``
+covers the whole document as issued.
 """
 
 from __future__ import annotations
@@ -193,7 +198,23 @@ def volunteer_certificate(
             "position above (MCA Order No. 67); hours are counted in the year the session began."
         ),
     }
+    body["record_sha256"] = hashlib.sha256(
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    body["holder"] = _holder(app, volunteer_no, cut)
     body["content_sha256"] = hashlib.sha256(
         orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
     return body
+
+
+def _holder(app: PracticeEvents, volunteer_no: str, cut: int) -> dict[str, Any]:
+    """Name and masked ID number of the holder as recorded by ``cut`` (decrypted now)."""
+    from practice_events.privacy import ERASED
+    from practice_events.privacy.reveal import Revealer
+
+    details = Revealer(app).current(volunteer_no, upto=cut)
+    id_number = details.id_number
+    if id_number and id_number != ERASED:
+        id_number = id_number[:6] + "*" * 8 + id_number[-4:]
+    return {"details": details.status, "name": details.name, "id_number": id_number}

@@ -487,6 +487,8 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     print(
         f"  volunteer {doc['volunteer_no']} (registered {doc['registration'].get('registered_on')})"
     )
+    if doc["holder"]["name"]:
+        print(f"  holder: {doc['holder']['name']} {doc['holder']['id_number'] or ''}".rstrip())
     print(f"  recorded through position {doc['position']:,} ({doc['recorded_through']})")
     print(f"  approved service hours: {doc['approved_hours_total']:g}")
     for year in doc["hours_by_year"]:

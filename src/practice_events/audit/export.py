@@ -12,6 +12,11 @@ CloudEvent it arrived as: the original ``id``, ``source``, ``type``,
   the same uuid5 ids, by the same rules. Scheduler events (overdue,
   escalation; source ``practice-events`` without a cause) depend on the
   clock, so they are exported and imported as they were.
+* **Personal details are exported decrypted** (the file then holds personal
+  data: keep it like the store). Those of a person whose keys were
+  destroyed (``privacy erase``) are left out and counted as ``erased``;
+  the erasure event itself is exported, and importing it destroys the keys
+  in the target store too.
 * **Data is the producer's data.** Stored data may carry decisions the
   aggregate added (due times, hours, a filled-in default). Only the fields
   of the type's contract are kept, and the result is checked against the
@@ -77,6 +82,9 @@ from practice_events.domain.base import aggregate_id
 from practice_events.errors import PracticeEventsError
 from practice_events.ingest.files import IngestSummary
 from practice_events.ingest.pipeline import Pipeline, RawInput
+from practice_events.privacy import PERSONAL_DETAILS_RECORDED
+from practice_events.privacy.crypto import digest_key_id
+from practice_events.privacy.reveal import Revealer
 
 MAX_OPTIONAL_FIELDS = 10
 """Optional fields tried when matching a payload to its fingerprint (2^10 tries at most)."""
@@ -97,6 +105,7 @@ class ExportSummary:
     outside_range: int = 0
     unverified: int = 0
     unresolved: int = 0
+    erased: int = 0
     last_position: int = 0
     seconds: float = 0.0
     by_type: dict[str, int] = field(default_factory=dict)
@@ -120,6 +129,7 @@ class ExportSummary:
             "outside_range": self.outside_range,
             "unverified": self.unverified,
             "unresolved": self.unresolved,
+            "erased": self.erased,
             "last_position": self.last_position,
             "seconds": round(self.seconds, 3),
             "events_per_second": round(self.rate, 1),
@@ -145,9 +155,16 @@ def match_fingerprint(
     when: datetime,
     data: dict[str, Any],
     digest: str,
+    *,
+    matches: Callable[[str], bool] | None = None,
 ) -> dict[str, Any] | None:
-    """Return ``data`` (or it minus filled-in optional fields) matching ``digest``, or None."""
-    if fingerprint(event_type, subject, when, data) == digest:
+    """Return ``data`` (or it minus filled-in optional fields) matching ``digest``, or None.
+
+    ``matches`` compares a plain fingerprint with the stored digest when that
+    is not a plain equality (personal details: the stored digest is keyed).
+    """
+    same = matches or digest.__eq__
+    if same(fingerprint(event_type, subject, when, data)):
         return data
     model = CATALOGUE.get(event_type)
     if model is None:
@@ -156,7 +173,7 @@ def match_fingerprint(
     for size in range(1, min(len(optional), MAX_OPTIONAL_FIELDS) + 1):
         for dropped in itertools.combinations(optional, size):
             trial = {k: v for k, v in data.items() if k not in dropped}
-            if fingerprint(event_type, subject, when, trial) == digest:
+            if same(fingerprint(event_type, subject, when, trial)):
                 return trial
     return None
 
@@ -357,6 +374,7 @@ class _Exporter:
         self.start = start
         self.end = end
         self.order = _Orderer()
+        self.revealer: Revealer | None = None
 
     def select(self, rows: Sequence[tuple[int, bytes, int, str, bytes]]) -> list[_Candidate]:
         """Return the events of a page to write now, in an order the pipeline can apply."""
@@ -371,6 +389,13 @@ class _Exporter:
             if meta.get("cause"):
                 self.summary.derived_skipped += 1
                 continue
+            if topic == PERSONAL_DETAILS_RECORDED:
+                self.revealer = self.revealer or Revealer(self.app)
+                shown = self.revealer.reveal(topic, str(meta.get("subject", "")), obj["data"])
+                if shown.get("erased"):
+                    self.summary.erased += 1
+                    continue
+                obj["data"] = shown
             candidate = _candidate(row, meta, obj)
             if members is not None:
                 if version == 1:
@@ -415,7 +440,14 @@ class _Exporter:
             data: dict[str, Any] = c.data
             digest = digests.get((c.source, c.event_id))
             matched = (
-                match_fingerprint(c.event_type, c.subject, c.when, c.data, digest)
+                match_fingerprint(
+                    c.event_type,
+                    c.subject,
+                    c.when,
+                    c.data,
+                    digest,
+                    matches=self._matcher(digest),
+                )
                 if digest
                 else None
             )
@@ -439,6 +471,14 @@ class _Exporter:
             summary.by_type[c.event_type] = summary.by_type.get(c.event_type, 0) + 1
         stream.write(b"\n".join(lines) + b"\n")
         summary.exported += len(lines)
+
+    def _matcher(self, digest: str) -> Callable[[str], bool] | None:
+        """How to compare plain fingerprints with a keyed (personal-details) digest."""
+        if digest_key_id(digest) is None:
+            return None
+        self.revealer = self.revealer or Revealer(self.app)
+        revealer = self.revealer
+        return lambda plain: revealer.digest_matches(digest, plain)
 
 
 def export_events(

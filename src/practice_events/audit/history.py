@@ -7,7 +7,9 @@ the log position, the version, the event type, the business time
 (``occurred_at``: CloudEvents ``time``), the recording time (``recorded_at``:
 when the store wrote it), the producer (``source``), the ``actor`` when the
 producer named one, the CloudEvents ``id``, ``cause`` for events the domain
-derived from another one, and the stored ``data``.
+derived from another one, and the stored ``data`` (personal details
+decrypted with the person's key, or ``"[erased]"`` once it was destroyed:
+see :mod:`practice_events.privacy.reveal`).
 
 :func:`aggregate_history` returns JSON-ready dicts, so the API can serve the
 same thing the CLI prints.
@@ -25,6 +27,8 @@ from practice_events.audit.integrity import LogStore, log_store, row_hash
 from practice_events.domain import kinds
 from practice_events.domain.base import aggregate_id
 from practice_events.errors import PracticeEventsError
+from practice_events.privacy import PERSONAL_DETAILS_RECORDED
+from practice_events.privacy.reveal import Revealer
 
 
 def state_decoder(app: PracticeEvents) -> Callable[[bytes], dict[str, Any]]:
@@ -95,10 +99,15 @@ def aggregate_history(
     decode = state_decoder(app)
     agg_id = aggregate_id(kind, subject)
     out: list[dict[str, Any]] = []
+    revealer: Revealer | None = None
     for position, version, topic, state in store.events_of(agg_id):
         if upto is not None and position > upto:
             break
-        item = entry(position, version, topic, decode(state), with_data=with_data)
+        obj = decode(state)
+        if with_data and topic == PERSONAL_DETAILS_RECORDED:
+            revealer = revealer or Revealer(app)
+            obj["data"] = revealer.reveal(topic, subject, obj.get("data") or {})
+        item = entry(position, version, topic, obj, with_data=with_data)
         if check_seals:
             seal = store.seal_at(position)
             if seal is None:

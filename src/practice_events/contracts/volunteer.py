@@ -2,7 +2,11 @@
 
 A volunteer is known by the unified volunteer number (志愿者统一编号) of the
 national data standard, which is the CloudEvents ``subject`` of every event
-here: names, phone and ID numbers never appear in an event. Officials
+here: names, phone and ID numbers never appear in an event in clear. The
+one exception in what producers send, ``personal_details_recorded``, is
+sealed under the person's own key by the ingest pipeline before it is
+stored, and ``personal_data_erased`` (emitted by ``practice-events privacy
+erase``) records that the key was destroyed (see ``docs/privacy.md``). Officials
 (机关干部) who do the "dual check-in, dual service" (双报到、双服务) are
 volunteers with ``is_official: true`` and their employer unit; they report to
 the community where they live and to a volunteer service post, and have an
@@ -19,10 +23,11 @@ Teams (志愿服务队) are a second, small aggregate: ``team_registered``.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from practice_events.contracts.base import (
@@ -426,4 +431,152 @@ class TeamRegistered(EventData):
     category: Code = Field(description="Service category of the team (elder_care, legal ...).")
     lead_volunteer_no: Identifier | None = Field(
         default=None, description="Volunteer number of the team leader, if known."
+    )
+
+
+# --- personal details (sealed at ingest; see docs/privacy.md) ------------------------------
+
+PROVINCE_CODES = frozenset(
+    {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
+    | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83, 91}
+)
+"""The first two digits of a resident ID number (GB/T 2260 provinces, HK/MO/TW, overseas)."""
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def resident_id_check(first17: str) -> str:
+    """Return the check character of an ID number's first 17 digits (GB 11643, MOD 11-2)."""
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
+
+
+def _resident_id(value: str) -> str:
+    """Check an 18-character resident ID number; messages never repeat the value."""
+    number = value.upper()
+    if not re.fullmatch(r"\d{17}[\dX]", number):
+        raise PydanticCustomError(
+            "value_error",
+            "must be an 18-character resident ID number (17 digits, then a digit or X)",
+        )
+    if int(number[:2]) not in PROVINCE_CODES:
+        raise PydanticCustomError("value_error", "does not start with a province code")
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        raise PydanticCustomError("value_error", "has no valid date of birth") from None
+    if born.year < 1900:
+        raise PydanticCustomError("value_error", "has no valid date of birth")
+    if resident_id_check(number[:17]) != number[17]:
+        raise PydanticCustomError("value_error", "fails its check character (GB 11643)")
+    return number
+
+
+def _mainland_mobile(value: str) -> str:
+    """Normalise a mainland mobile number to its 11 digits; messages never repeat the value."""
+    number = re.sub(r"[\s-]", "", value)
+    for prefix in ("+86", "0086"):
+        if number.startswith(prefix):
+            number = number[len(prefix) :]
+            break
+    if not re.fullmatch(r"1[3-9]\d{9}", number):
+        raise PydanticCustomError(
+            "value_error",
+            "must be a mainland mobile number: 11 digits starting 13 to 19, optionally after +86",
+        )
+    return number
+
+
+def _person_name(value: str) -> str:
+    if any(ch.isdigit() or ord(ch) < 32 for ch in value):
+        raise PydanticCustomError("value_error", "a name has no digits or control characters")
+    return value
+
+
+PersonName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_person_name),
+]
+"""A person's name as on their ID card (中文 or other scripts, ``·`` allowed)."""
+
+MobileNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(_mainland_mobile)
+]
+"""A mainland mobile number, stored as its 11 digits."""
+
+ResidentIdNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(_resident_id)
+]
+"""An 18-character resident ID number (居民身份证号码) with a valid check character."""
+
+
+@contract
+class PersonalDetailsRecorded(EventData):
+    """A volunteer's personal details were recorded (name, mobile number, ID number).
+
+    The only event that carries personal data. The ingest pipeline seals
+    ``name``, ``phone`` and ``id_number`` with the volunteer's own data key
+    (AES-256-GCM) before the event reaches the aggregate: the stored event
+    holds ``sealed`` (ciphertext and key id) instead, and a refused one is
+    stored with those fields redacted. They are shown decrypted to the roles
+    allowed to see them, in audit histories, exports and certificates, until
+    ``practice-events privacy erase`` destroys the key. A later event replaces
+    the details; after an erasure, new details are sealed under a new key.
+    """
+
+    TYPE: ClassVar[str] = "practice.volunteer.personal_details_recorded.v1"
+    AGGREGATE: ClassVar[str] = "volunteer"
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "张三",
+                    "phone": "13800138000",
+                    "id_number": "11010519491231002X",
+                    "consent_ref": "CONSENT-2024-000871",
+                }
+            ]
+        }
+    )
+
+    name: PersonName = Field(description="Name as on the ID card.")
+    phone: MobileNumber | None = Field(
+        default=None, description="Mainland mobile number (11 digits; +86 is dropped)."
+    )
+    id_number: ResidentIdNumber | None = Field(
+        default=None, description="18-character resident ID number (check character verified)."
+    )
+    consent_ref: Identifier | None = Field(
+        default=None,
+        description="Reference of the volunteer's signed consent in the registration system "
+        "(not personal data; stored in clear).",
+    )
+
+
+@contract
+class PersonalDataErased(EventData):
+    """A volunteer's personal details were erased: their keys were destroyed (system event).
+
+    Emitted by ``practice-events privacy erase`` in the same transaction that
+    destroys the keys (crypto-shredding): every ``personal_details_recorded``
+    sealed with them becomes unreadable, everywhere, while the log, its hash
+    chain, hours and points stay unchanged. Carries no personal data: the key
+    ids destroyed, why, and the request's reference.
+    """
+
+    TYPE: ClassVar[str] = "practice.volunteer.personal_data_erased.v1"
+    AGGREGATE: ClassVar[str] = "volunteer"
+    SYSTEM: ClassVar[bool] = True
+
+    key_ids: Annotated[list[Identifier], Field(max_length=1000)] = Field(
+        description="The data keys destroyed."
+    )
+    reason: Code = Field(
+        default="data_subject_request",
+        description="Why: data_subject_request, retention_expired, consent_withdrawn ...",
+    )
+    request_ref: Identifier | None = Field(
+        default=None, description="Reference of the erasure request, if any."
     )

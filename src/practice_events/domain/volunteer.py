@@ -70,6 +70,11 @@ HOURS_REJECTED = "practice.attendance.hours_rejected.v1"
 HOURS_CORRECTED = "practice.attendance.hours_corrected.v1"
 POINTS_AWARDED = "practice.attendance.points_awarded.v1"
 POINTS_REVERSED = "practice.attendance.points_reversed.v1"
+PERSONAL_DETAILS_RECORDED = "practice.volunteer.personal_details_recorded.v1"
+PERSONAL_DATA_ERASED = "practice.volunteer.personal_data_erased.v1"
+
+PERSONAL_FIELDS = ("name", "phone", "id_number")
+"""Fields that must never reach the aggregate in clear (the pipeline seals them)."""
 
 ACTIVE = "active"
 
@@ -144,6 +149,8 @@ class Volunteer(PracticeAggregate):
         HOURS_APPROVED: "approve_hours",
         HOURS_REJECTED: "reject_hours",
         HOURS_CORRECTED: "correct_hours",
+        PERSONAL_DETAILS_RECORDED: "record_personal_details",
+        PERSONAL_DATA_ERASED: "erase_personal_data",
     }
 
     def __init__(self) -> None:
@@ -172,6 +179,8 @@ class Volunteer(PracticeAggregate):
         self._reversed = 0
         self._redeemed = 0
         self._stars = 0
+        self.personal_key_id: str | None = None
+        self.personal_erasures = 0
 
     # --- events: registration and profile -------------------------------------------
 
@@ -297,6 +306,25 @@ class Volunteer(PracticeAggregate):
             """Remember the highest level attained."""
             v: Volunteer = aggregate
             v._stars = max(v._stars, int(self.data["level"]))
+
+    class PersonalDetailsRecorded(PracticeAggregate.Event):
+        """``personal_details_recorded``: stored sealed (ciphertext and key id only)."""
+
+        TOPIC = PERSONAL_DETAILS_RECORDED
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember which key seals the current details."""
+            aggregate.personal_key_id = self.data["sealed"]["key_id"]
+
+    class PersonalDataErased(PracticeAggregate.Event):
+        """``personal_data_erased`` (system): the keys were destroyed."""
+
+        TOPIC = PERSONAL_DATA_ERASED
+
+        def apply(self, aggregate: Any) -> None:
+            """Forget the key: the details it sealed are gone."""
+            aggregate.personal_key_id = None
+            aggregate.personal_erasures += 1
 
     # --- events: attendance and hours -------------------------------------------------
 
@@ -553,6 +581,29 @@ class Volunteer(PracticeAggregate):
                 balance=balance,
             )
         self._emit(self.PointsRedeemed, {**data, "balance_after": balance - points}, meta)
+
+    def record_personal_details(
+        self, data: dict[str, Any], meta: dict[str, Any], ctx: DomainContext
+    ) -> None:
+        """Record sealed personal details; refused if any detail arrived in clear.
+
+        The ingest pipeline seals them (``practice_events.privacy``); this check
+        makes sure no other path can store them in clear.
+        """
+        sealed = data.get("sealed")
+        if not isinstance(sealed, dict) or any(name in data for name in PERSONAL_FIELDS):
+            msg = (
+                f"volunteer {self.subject}: personal details must be sealed under the "
+                "person's key before they are stored"
+            )
+            raise DomainError(msg)
+        self._emit(self.PersonalDetailsRecorded, data, meta)
+
+    def erase_personal_data(
+        self, data: dict[str, Any], meta: dict[str, Any], ctx: DomainContext
+    ) -> None:
+        """Record that the volunteer's keys were destroyed (always accepted: a system event)."""
+        self._emit(self.PersonalDataErased, data, meta)
 
     # --- commands: attendance ------------------------------------------------------------
 

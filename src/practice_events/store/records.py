@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventsourcing.persistence import Cipher, Compressor
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +73,45 @@ REJECTION_COLUMNS = (
     "headers",
     "position",
 )
+
+
+SEALED_PAYLOAD = b"\x00pe-sealed\x01"
+"""Prefix of a refused payload stored encrypted and/or compressed (JSON never starts so)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadCodec:
+    """Protects refused payloads at rest as the mapper protects event state.
+
+    A rejection keeps the input whole, so with a cipher key configured its
+    payload is compressed (if on) and encrypted like the events; rows written
+    without a cipher (or before one was configured) are read back as they are.
+    """
+
+    cipher: Cipher | None = None
+    compressor: Compressor | None = None
+
+    def seal(self, payload: bytes | None) -> bytes | None:
+        """Return the stored form of a payload."""
+        if payload is None or (self.cipher is None and self.compressor is None):
+            return payload
+        data = payload
+        if self.compressor is not None:
+            data = self.compressor.compress(data)
+        if self.cipher is not None:
+            data = self.cipher.encrypt(data)
+        return SEALED_PAYLOAD + data
+
+    def open(self, stored: Any) -> Any:
+        """Return a payload as it was refused (a stored value read back)."""
+        if stored is None:
+            return None
+        data = bytes(stored) if isinstance(stored, memoryview) else stored
+        if not isinstance(data, bytes) or not data.startswith(SEALED_PAYLOAD):
+            return data
+        data = data[len(SEALED_PAYLOAD) :]
+        if self.cipher is not None:
+            data = self.cipher.decrypt(data)
+        if self.compressor is not None:
+            data = self.compressor.decompress(data)
+        return data
