@@ -6,9 +6,10 @@ Not a test: it prints figures. In one run, for each backend it
    ``practice_events.demo.generator``) and ingests it through the real
    pipeline into a fresh store, then builds every projection (skipped with
    ``--reuse DIR`` when that directory already holds a loaded SQLite store);
-2. starts the server (the real app with the read-API plugin, as
-   ``practice-events api`` runs it: uvicorn, one process)
-   and issues a district-supervisor token and an institute-supervisor one;
+2. starts the server (``practice-events api``, the real command, with
+   ``--workers N`` server processes, default 1; request-rate limits set far
+   above the load) and issues a district-supervisor token and an
+   institute-supervisor one;
 3. from a **separate load process** (threads with keep-alive ``http.client``
    connections, ``--duration`` seconds per step after a warm-up) measures p50 and
    p99 latency and requests/s at 1, 8 and 32 concurrent clients for:
@@ -21,13 +22,16 @@ Not a test: it prints figures. In one run, for each backend it
    cycling through the centre, every institute and the first stations, with
    the institute token for its own units and the district token for the rest;
 
-then prints a table, ratios to the baseline, and one line of JSON (also
-written to ``bench/results/api.json``). Target (issue 6): p99 < 50 ms at 32
-clients for the three query endpoints.
+and the server's CPU time per request (user + system of every server
+process, from ``/proc``): the figure that moves least when other work
+shares the machine. Then it prints a table, ratios to the baseline, and one
+line of JSON (also written to ``bench/results/api.json``). Target (issue 6):
+p99 < 50 ms at 32 clients for the three query endpoints.
 
     .venv/bin/python bench/api.py                        # 1,000,000 events, both backends
     .venv/bin/python bench/api.py --events 100000 --backends sqlite --duration 3
     .venv/bin/python bench/api.py --backends sqlite --reuse var/bench-api --cache-seconds 0
+    .venv/bin/python bench/api.py --backends sqlite --reuse var/bench-api --workers 2
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +60,13 @@ sys.path.insert(0, str(ROOT))
 CONCURRENCY = (1, 8, 32)
 ENDPOINTS = ("healthz", "scorecard", "closed_loop", "findings")
 TARGET_P99_MS = 50.0
-SERVER_MAIN = """
-import sys, uvicorn
-from practice_events.api.app import create_app
-from practice_events.config import Settings
-from practice_events.logging import configure_logging
-configure_logging("console", "warning")
-app = create_app(Settings(store=sys.argv[1]), plugins=("projections",))
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
-            access_log=False, lifespan="on")
-"""
+SERVER_ENV = {
+    "PRACTICE_EVENTS_LOG_LEVEL": "warning",
+    # Far above what the load sends: the limiter runs, but never refuses.
+    "PRACTICE_EVENTS_HTTP_RATE_QUERY_PER_SECOND": "1000000",
+    "PRACTICE_EVENTS_HTTP_RATE_INGEST_PER_SECOND": "1000000",
+}
+"""The server's settings beside the store (the rest are the defaults)."""
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -147,18 +149,62 @@ def free_port() -> int:
         return port
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the workers of ``api --workers N``), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+@dataclass
+class Served:
+    """A running server: its base URL and process id."""
+
+    url: str
+    pid: int
+
+
 @contextmanager
-def server(store_url: str, cache_seconds: float | None = None) -> Iterator[str]:
-    """Run the app in its own process until the block ends; yield its base URL."""
+def server(
+    store_url: str, cache_seconds: float | None = None, workers: int = 1
+) -> Iterator[Served]:
+    """Run ``practice-events api`` in its own process until the block ends."""
     import httpx
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRACTICE_EVENTS_")}
+    env.update(SERVER_ENV)
     if cache_seconds is not None:
         env["PRACTICE_EVENTS_API_CACHE_SECONDS"] = str(cache_seconds)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER_MAIN, store_url, str(port)], cwd=ROOT, env=env
-    )
+    command = [sys.executable, "-m", "practice_events.cli", "api", "--store", store_url]
+    command += ["--port", str(port), "--json"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -175,7 +221,16 @@ def server(store_url: str, cache_seconds: float | None = None) -> Iterator[str]:
                 msg = "the server did not start within 120 s"
                 raise RuntimeError(msg)
             time.sleep(0.1)
-        yield url
+        while len(process_tree(proc.pid)) < 1 + (workers + 1 if workers > 1 else 0):
+            time.sleep(0.1)  # every worker (and the supervisor's resource tracker) is up
+        settled = cpu_seconds(proc.pid)
+        while time.monotonic() < deadline:  # until the workers' start-up stops using CPU
+            time.sleep(0.5)
+            now = cpu_seconds(proc.pid)
+            if now - settled < 0.05:
+                break
+            settled = now
+        yield Served(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -313,24 +368,32 @@ def measure(store_url: str, args: argparse.Namespace) -> dict[str, Any]:
     institutes, stations, period = network_units(store_url)
     tokens = issue_tokens(store_url, institutes[0])
     figures: dict[str, Any] = {"period": period}
-    with server(store_url, args.cache_seconds) as url:
+    with server(store_url, args.cache_seconds, args.workers) as served:
         for endpoint in ENDPOINTS:
             requests = plan_requests(endpoint, tokens, institutes, stations, period)
             figures[endpoint] = {}
             for clients in args.clients:
                 spec = {
-                    "url": url,
+                    "url": served.url,
                     "requests": requests,
                     "clients": clients,
                     "duration": args.duration,
                     "warmup": max(2, len(requests)),
                 }
+                # The load process's start-up and warm-up fall inside the CPU window too,
+                # but they are the load's, not the server's; the server's warm-up requests
+                # are few against thousands measured.
+                cpu_before = cpu_seconds(served.pid)
                 result = run_load(spec)
+                cpu = cpu_seconds(served.pid) - cpu_before
+                served_requests = result["requests"] + clients * spec["warmup"]
+                result["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, served_requests), 3)
                 figures[endpoint][str(clients)] = result
                 print(
                     f"  {endpoint:<12} {clients:>3} clients: p50 {result['p50_ms']:>7.2f} ms  "
                     f"p99 {result['p99_ms']:>7.2f} ms  {result['requests_per_second']:>8,.0f} "
-                    f"req/s  ({result['errors']} errors)",
+                    f"req/s  {result['server_cpu_ms_per_request']:>6.3f} ms CPU/req  "
+                    f"({result['errors']} errors)",
                     flush=True,
                 )
     return figures
@@ -391,6 +454,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="concurrent clients per step, comma-separated (default 1,8,32)",
     )
     parser.add_argument("--reuse", help="a directory holding (or to hold) the SQLite store")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (practice-events api --workers)"
+    )
     parser.add_argument(
         "--cache-seconds",
         type=float,
@@ -455,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "duration_seconds": args.duration,
         "answer_cache_seconds": args.cache_seconds,
+        "workers": args.workers,
         "backends": {},
     }
     work = Path(tempfile.mkdtemp(prefix="pe-bench-api-"))

@@ -31,8 +31,15 @@ TEST_LIMITS = HttpLimits(
     max_batch_events=50,
     max_batch_bytes=64 * 1024,
     token_cache_seconds=0,
+    rate_ingest_per_second=1_000_000,
+    rate_query_per_second=1_000_000,
 )
-"""Small limits, so that size tests send little; no token cache, so revocations show at once."""
+"""Small limits, so that size tests send little; no token cache, so revocations show at once.
+
+Request rates are limited (so every request passes the rate limiter) but far
+beyond what a test sends; ``tests/integration/test_api_limits.py`` tests the
+limits themselves with small ones.
+"""
 
 
 @dataclass

@@ -33,6 +33,7 @@ ROUTE_MODULES = (
     "routes_closed_loop",
     "routes_scorecards",
     "routes_ledger",
+    "routes_privacy",
     "routes_needs",
     "routes_meetings",
     "routes_rejections",
@@ -45,6 +46,9 @@ def install(app: FastAPI, settings: Settings) -> ReadApi:
     """Add the read API's routes, metrics and error answers to ``app``; return its hooks."""
     import importlib
 
+    from starlette.middleware import Middleware
+
+    from projections.http.answers import AnswerMiddleware
     from projections.http.context import ReadApi
     from projections.http.dashboard import install_dashboard
     from projections.http.metrics import HttpMetrics, MetricsMiddleware
@@ -59,5 +63,8 @@ def install(app: FastAPI, settings: Settings) -> ReadApi:
         app.include_router(module.router)
     install_view_errors(app)
     app.add_middleware(MetricsMiddleware, metrics=http_metrics)
+    # Innermost (appended, where add_middleware prepends): inside the rate limiter and
+    # the metrics, so that a reused answer is still limited and counted.
+    app.user_middleware.append(Middleware(AnswerMiddleware, read_api=read_api))
     install_dashboard(app, settings)  # the page at / (projections/http/dashboard.py)
     return read_api

@@ -115,6 +115,20 @@ class RunnerLike(Protocol):
         """Wake the projections now."""
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """How an answer was made, so that it can be given (and refreshed) before any route runs.
+
+    See :class:`projections.http.answers.AnswerMiddleware`: the views the
+    answer read (to check their positions), the route that answered (for the
+    metrics' route label) and the computation to run again when it is stale.
+    """
+
+    names: tuple[str, ...]
+    route: Any
+    compute: Callable[[], Response]
+
+
 @dataclass
 class _Entry:
     """One cached answer, or the promise of one while it is being computed."""
@@ -123,6 +137,7 @@ class _Entry:
     created: float
     response: Response | None = None
     ready: threading.Event = field(default_factory=threading.Event)
+    origin: Origin | None = None
 
 
 class AnswerCache:
@@ -160,9 +175,17 @@ class AnswerCache:
         self.misses = 0
 
     def get_or_compute(
-        self, key: Hashable, markers: tuple[int, ...], compute: Callable[[], Response]
+        self,
+        key: Hashable,
+        markers: tuple[int, ...],
+        compute: Callable[[], Response],
+        origin: Origin | None = None,
     ) -> Response:
-        """The cached answer for ``key`` at ``markers``, or ``compute()``'s (then cached)."""
+        """The cached answer for ``key`` at ``markers``, or ``compute()``'s (then cached).
+
+        ``origin``: how the answer is made, kept with it so that
+        :meth:`reuse` can give it before the route runs.
+        """
         if self.ttl <= 0:
             return compute()
         now = time.monotonic()
@@ -170,7 +193,7 @@ class AnswerCache:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.markers != markers:
-                entry = self._put(key, _Entry(markers, now))
+                entry = self._put(key, _Entry(markers, now, origin=origin))
                 mine = True
             else:
                 mine = False
@@ -184,8 +207,31 @@ class AnswerCache:
             return compute()  # the first one failed or answered an error: do it ourselves
         self.hits += 1
         if refresh:
-            self._refresh(key, markers, compute)
+            self._refresh(key, markers, compute, entry.origin)
         return entry.response
+
+    def reuse(
+        self, key: Hashable, markers_of: Callable[[Sequence[str]], tuple[int, ...] | None]
+    ) -> tuple[Response, Origin] | None:
+        """The ready answer for ``key`` and its origin if its views have not moved (or None).
+
+        For giving an answer before the route runs: ``markers_of(names)``
+        gives the current positions of the views the answer read (None: not
+        known without I/O). Only answers kept with an :class:`Origin`
+        qualify; a stale one is given and refreshed as in :meth:`lookup`.
+        """
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry.origin is None or entry.response is None:
+            return None
+        origin = entry.origin
+        markers = markers_of(origin.names)
+        if markers is None:
+            return None
+        response = self.lookup(key, markers, origin.compute)
+        return None if response is None else (response, origin)
 
     def lookup(
         self, key: Hashable, markers: tuple[int, ...], compute: Callable[[], Response]
@@ -207,7 +253,7 @@ class AnswerCache:
                 self._refreshing.add(key)
         self.hits += 1
         if refresh:
-            self._refresh(key, markers, compute)
+            self._refresh(key, markers, compute, entry.origin)
         return entry.response
 
     def _put(self, key: Hashable, entry: _Entry) -> _Entry:
@@ -238,7 +284,11 @@ class AnswerCache:
                 del self._entries[key]
 
     def _refresh(
-        self, key: Hashable, markers: tuple[int, ...], compute: Callable[[], Response]
+        self,
+        key: Hashable,
+        markers: tuple[int, ...],
+        compute: Callable[[], Response],
+        origin: Origin | None,
     ) -> None:
         """Compute a stale entry again on a thread of its own; swap it in when done."""
 
@@ -246,7 +296,7 @@ class AnswerCache:
             try:
                 response = compute()
                 if response.status_code == 200:
-                    fresh = _Entry(markers, time.monotonic(), response)
+                    fresh = _Entry(markers, time.monotonic(), response, origin=origin)
                     fresh.ready.set()
                     with self._lock:
                         current = self._entries.get(key)
@@ -517,7 +567,8 @@ class ReadApi:
         problems: list[str] = []
         for name, row in sorted(lag.items()):
             behind = row.get("events_behind")
-            if row.get("status") == "failed":
+            if row.get("status") in ("failed", "retrying"):
+                # retrying: the store is away for now (the runner tries again by itself)
                 problems.append(f"{name} {row['status']}")
             elif behind is not None and behind > self.api.ready_max_lag_events:
                 problems.append(f"{name} {behind} events behind")

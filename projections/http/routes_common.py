@@ -24,7 +24,8 @@ from starlette.responses import Response
 from practice_events.api.problems import PROBLEM_RESPONSE_SCHEMA, problem_response
 from practice_events.scoring.periods import Period
 from projections.http.access import Caller
-from projections.http.context import ReadApi
+from projections.http.answers import answer_key
+from projections.http.context import Origin, ReadApi
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: PROBLEM_RESPONSE_SCHEMA,
     406: PROBLEM_RESPONSE_SCHEMA,
     422: PROBLEM_RESPONSE_SCHEMA,
+    429: PROBLEM_RESPONSE_SCHEMA,
     503: PROBLEM_RESPONSE_SCHEMA,
 }
 """Problem answers every read endpoint may give (documented in OpenAPI)."""
@@ -64,28 +66,28 @@ async def cached(
     """``compute()``'s answer, reused while the views ``names`` have not moved.
 
     The key is the question (path, parameters, the headers that choose format
-    and language) and what the caller may see; see ``AnswerCache``. A reused
-    answer is found on the event loop without I/O (positions as last polled,
-    or the in-process runner's); a request with ``min_position`` reads the
-    positions afresh, and a computed answer is computed on a worker thread.
+    and language) and what the caller may see (:func:`~projections.http.answers.answer_key`);
+    see ``AnswerCache``. A reused answer is found on the event loop without
+    I/O (positions as last polled, or the in-process runner's), usually
+    before the request is even routed (``AnswerMiddleware``); a request with
+    ``min_position`` reads the positions afresh, and a computed answer is
+    computed on a worker thread.
+
+    Only for answers that depend on nothing but the question and the
+    caller's role and unit (``Caller.visibility``): the middleware gives them
+    to any active token with the same role and unit.
     """
-    params = tuple(
-        sorted((k, v) for k, v in request.query_params.multi_items() if k != "min_position")
-    )
-    key = (
-        request.url.path,
-        params,
-        caller.visibility,
-        request.headers.get("accept", ""),
-        request.headers.get("accept-language", ""),
-    )
+    key = answer_key(request.scope, caller.visibility)
     exact = "min_position" in request.query_params or "x-min-position" in request.headers
     markers = None if exact else api.recent_markers(names)
     found = api.answers.lookup(key, markers, compute) if markers is not None else None
     if found is None:
         if markers is None:
             markers = await anyio.to_thread.run_sync(api.markers, names)
-        found = await anyio.to_thread.run_sync(api.answers.get_or_compute, key, markers, compute)
+        origin = Origin(tuple(names), request.scope.get("route"), compute)
+        found = await anyio.to_thread.run_sync(
+            api.answers.get_or_compute, key, markers, compute, origin
+        )
     headers = {k: v for k, v in found.headers.items() if k != "content-length"}
     return Response(found.body, status_code=found.status_code, headers=headers)
 

@@ -57,6 +57,7 @@ from practice_events.api.problems import (
     install_problem_handlers,
     problem_response,
 )
+from practice_events.api.ratelimit import RateLimiter, RateLimitMiddleware, RatePolicy
 from practice_events.application import PracticeEvents
 from practice_events.auth.tokens import TokenStore, TokenVerifier, token_store
 from practice_events.config import Settings, mask_url
@@ -100,6 +101,41 @@ class HttpLimits(BaseSettings):
     readiness_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long /readyz waits for the store"
     )
+    rate_ingest_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests a second each token (without a valid token: each client address) "
+        "may post to /v1/events and /v1/events:batch, on average; 0: no limit. Per server "
+        "process (see practice_events.api.ratelimit)",
+    )
+    rate_ingest_burst: int = Field(
+        default=200, ge=1, description="Ingest requests a token may send at once before the rate"
+    )
+    rate_query_per_second: float = Field(
+        default=50.0,
+        ge=0,
+        description="Requests a second each token (without a valid token: each client address) "
+        "may make to every other endpoint but /healthz, /readyz and /metrics; 0: no limit. Per "
+        "server process",
+    )
+    rate_query_burst: int = Field(
+        default=200, ge=1, description="Other requests a token may send at once before the rate"
+    )
+    opentelemetry: bool = Field(
+        default=False,
+        description="Let FastAPI report spans and metrics to a configured OpenTelemetry SDK. "
+        "Off: the service publishes Prometheus metrics at /metrics, and FastAPI's check for "
+        "OpenTelemetry providers costs about 40 us on every request",
+    )
+
+    def rate_limiter(self) -> RateLimiter:
+        """A fresh :class:`~practice_events.api.ratelimit.RateLimiter` with these limits."""
+        return RateLimiter(
+            {
+                "ingest": RatePolicy(self.rate_ingest_per_second, self.rate_ingest_burst),
+                "query": RatePolicy(self.rate_query_per_second, self.rate_query_burst),
+            }
+        )
 
 
 @dataclass
@@ -116,13 +152,18 @@ class Runtime:
     """What plugins share while the server runs (see "Plugins" in the module docstring)."""
     checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     """Readiness checks plugins add: name -> callable returning ``{"ok": bool, ...}``."""
+    limiter: RateLimiter | None = None
+    """This process's request-rate buckets (see :mod:`practice_events.api.ratelimit`)."""
 
     def close(self) -> None:
         """Stop the ingest thread (after the requests it took) and close the store."""
         try:
             self.ingest.stop()
         finally:
-            self.store.close()
+            try:
+                self.ingest.pipeline.close()  # a shard router closes the other shards' stores
+            finally:
+                self.store.close()
 
 
 def open_runtime(settings: Settings, limits: HttpLimits | None = None) -> Runtime:
@@ -130,7 +171,7 @@ def open_runtime(settings: Settings, limits: HttpLimits | None = None) -> Runtim
 
     Raises :class:`TransientError` when the store cannot be reached.
     """
-    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.bootstrap import build_app, build_ingest
 
     limits = limits or HttpLimits()
     try:
@@ -140,7 +181,7 @@ def open_runtime(settings: Settings, limits: HttpLimits | None = None) -> Runtim
         raise TransientError(msg) from exc
     try:
         tokens = token_store(store)
-        pipeline = build_pipeline(settings, store)
+        pipeline = build_ingest(settings, store)  # a shard router with PRACTICE_EVENTS_SHARDS
         ingest = IngestThread(
             pipeline, max_group=settings.batch_size, max_pending=limits.max_pending_events
         )
@@ -154,7 +195,7 @@ def open_runtime(settings: Settings, limits: HttpLimits | None = None) -> Runtim
         raise
     verifier = TokenVerifier(tokens, ttl=limits.token_cache_seconds)
     log.info("http_runtime_opened", store=mask_url(settings.store))
-    return Runtime(settings, limits, store, tokens, verifier, ingest)
+    return Runtime(settings, limits, store, tokens, verifier, ingest, limiter=limits.rate_limiter())
 
 
 class LifespanState(TypedDict):
@@ -188,8 +229,11 @@ async def healthz() -> JsonResponse:
 async def readyz(request: Request) -> Response:
     """Answer 200 when the store is reachable, the ingest thread runs and every check passes.
 
-    Plugins add checks to ``runtime.checks`` (the read API: each projection's
-    lag under a bound); any failing check makes the answer 503 with details.
+    The ingest check also fails while the last write failed (see
+    :attr:`IngestThread.store_fault`): a store that answers reads but refuses
+    writes is not ready to ingest. Plugins add checks to ``runtime.checks``
+    (the read API: each projection's lag under a bound); any failing check
+    makes the answer 503 with details.
     """
     runtime = runtime_of(request)
     checks: dict[str, dict[str, object]] = {}
@@ -204,7 +248,14 @@ async def readyz(request: Request) -> Response:
         checks["store"] = {"ok": False, "error": f"no answer within {waited} s"}
     except PersistenceError as exc:
         checks["store"] = {"ok": False, "error": f"unreachable: {exc}"}
-    checks["ingest"] = {"ok": runtime.ingest.alive, "pending_events": runtime.ingest.pending}
+    fault = runtime.ingest.store_fault
+    checks["ingest"] = {
+        "ok": runtime.ingest.alive and fault is None,
+        "pending_events": runtime.ingest.pending,
+    }
+    if fault is not None:
+        # Reads may work while writes fail (a full disk, a lock held too long).
+        checks["ingest"]["error"] = f"the last write failed: {fault}"
     for name, check in list(runtime.checks.items()):
         try:
             with anyio.fail_after(runtime.limits.readiness_timeout_seconds):
@@ -250,6 +301,21 @@ def install_plugins(
     return hooks
 
 
+def _telemetry_options(enabled: bool) -> dict[str, Any]:
+    """FastAPI's keyword turning its native OpenTelemetry off, unless ``enabled``.
+
+    FastAPI 0.16x asks the OpenTelemetry API on every request whether a
+    tracer, meter or logger provider has been configured: about 40 us each
+    time, a quarter of the CPU time of a reused read-API answer (measured:
+    docs/performance.md). Older FastAPI has no such keyword (nor the cost).
+    """
+    import inspect
+
+    if enabled or "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def create_app(
     settings: Settings,
     *,
@@ -288,6 +354,7 @@ def create_app(
             await anyio.to_thread.run_sync(opened.close)
             log.info("http_runtime_closed")
 
+    chosen = limits or (runtime.limits if runtime is not None else HttpLimits())
     app = FastAPI(
         title="practice-events",
         version=_version(),
@@ -298,8 +365,10 @@ def create_app(
         # networks this runs in may not reach; /openapi.json is served.
         docs_url=None,
         redoc_url=None,
+        **_telemetry_options(chosen.opentelemetry),
     )
     install_problem_handlers(app)
+    app.add_middleware(RateLimitMiddleware)
     app.include_router(health)
     app.include_router(ingest_router)
     hooks.extend(install_plugins(app, settings, plugins))

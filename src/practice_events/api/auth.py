@@ -31,6 +31,26 @@ def runtime_of(request: Request) -> Runtime:
     return cast("Runtime", request.state.runtime)
 
 
+TOKEN_LOOKUP = "practice_events.token_lookup"  # noqa: S105 - a state key, not a secret
+"""Request-state key of ``(secret, token or None)``: the rate limiter's lookup of the secret.
+
+:class:`~practice_events.api.ratelimit.RateLimitMiddleware` looks the bearer
+token up before the route runs (its bucket is keyed by the token id);
+:func:`authenticate` reuses that answer instead of asking the store again.
+"""
+
+
+def bearer_secret_of(header: str | None) -> str | None:
+    """The secret of an ``Authorization: Bearer <secret>`` header value (None if it is not one)."""
+    if not header:
+        return None
+    scheme, _, secret = header.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    return secret
+
+
 def bearer_secret(request: Request) -> str:
     """Return the secret of the ``Authorization: Bearer`` header; 401 if there is none."""
     header = request.headers.get("authorization")
@@ -52,6 +72,9 @@ async def authenticate(request: Request) -> ApiToken:
     """Return the active token of the request (401 otherwise)."""
     secret = bearer_secret(request)
     verifier = runtime_of(request).verifier
+    looked_up = getattr(request.state, TOKEN_LOOKUP, None)
+    if looked_up is not None and looked_up[0] == secret:
+        return check_active(looked_up[1], verifier.store.clock())
     token = verifier.cached(secret)
     if token is None:
         try:

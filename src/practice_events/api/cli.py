@@ -8,7 +8,8 @@ line on stderr and exit code 2; no traceback.
 ``serve`` runs the app with every HTTP plugin (the read API and dashboard,
 the projection runners, the Kafka worker when configured: see "Plugins" in
 :mod:`practice_events.api.app`); ``api`` leaves out the in-process workers
-(:data:`EMBEDDED_PLUGINS`). ``serve --demo`` first loads the demo district
+(:data:`EMBEDDED_PLUGINS`) and may run several server processes on one port
+(``--workers N``, see :func:`run_workers`). ``serve --demo`` first loads the demo district
 into an empty store (:mod:`practice_events.demo.load`) and hands its
 supervisor token to the dashboard through ``app.state.demo_token``.
 """
@@ -169,8 +170,12 @@ def _version() -> str:
         return "0+unknown"
 
 
-def run_server(args: argparse.Namespace, *, plugins: list[str] | None, demo: bool) -> int:
+def run_server(
+    args: argparse.Namespace, *, plugins: list[str] | None, demo: bool, workers: int = 1
+) -> int:
     """Run the HTTP app with ``plugins`` (None: all) until SIGINT/SIGTERM; stop gracefully.
+
+    ``workers`` > 1 runs that many server processes instead (:func:`run_workers`).
 
     Shutdown order: uvicorn stops accepting and lets requests in flight end;
     the lifespan then stops the plugins in reverse order (runners after their
@@ -202,6 +207,11 @@ def run_server(args: argparse.Namespace, *, plugins: list[str] | None, demo: boo
             runtime = open_runtime(settings)
         except TransientError as exc:
             raise ConfigurationError(exc.reason) from None
+        if workers > 1:
+            # Opened once here to report a bad store before listening and to create the
+            # tables before the workers race to; each worker opens its own.
+            runtime.close()
+            return run_workers(args, settings, sock, plugins or [], workers)
         app = create_app(settings, runtime=runtime, plugins=plugins)
         app.state.demo_token = token
         config = uvicorn.Config(
@@ -238,6 +248,84 @@ def run_server(args: argparse.Namespace, *, plugins: list[str] | None, demo: boo
     return EXIT_OK if server.started else EXIT_BUG
 
 
+WORKER_PLUGINS_ENV = "_PRACTICE_EVENTS_WORKER_PLUGINS"
+"""How the parent of ``api --workers N`` tells its workers which HTTP plugins to install."""
+
+
+def worker_app() -> Any:
+    """Build the app inside one worker process of ``api --workers N`` (uvicorn calls this).
+
+    Settings come from the environment (and config file) the parent had, with
+    the parent's ``--store`` already exported; the plugins from
+    :data:`WORKER_PLUGINS_ENV`. The worker's lifespan opens its own runtime:
+    event store, token cache, ingest thread, view store and answer cache,
+    request-rate buckets.
+    """
+    from practice_events.api.app import create_app
+    from practice_events.config import load_settings
+    from practice_events.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    names = [name for name in os.environ.get(WORKER_PLUGINS_ENV, "").split(",") if name]
+    return create_app(settings, plugins=names)
+
+
+def run_workers(
+    args: argparse.Namespace,
+    settings: Settings,
+    sock: socket.socket,
+    plugins: list[str],
+    workers: int,
+) -> int:
+    """Serve ``sock`` from ``workers`` processes (uvicorn's supervisor) until SIGINT/SIGTERM.
+
+    Every worker is a whole server of the ``api`` kind: the same plugins, its
+    own connections and ingest thread; the kernel hands each new connection
+    to one of them. That is safe because nothing a request needs lives in one
+    process only: ingestion from several processes commits or retries like
+    several Kafka workers do (see docs/architecture.md), the read API's
+    answer cache is a per-process cache of the shared views, and the
+    request-rate limits are per process (a client may get up to ``workers``
+    times the configured rate; see :mod:`practice_events.api.ratelimit`).
+    ``serve`` keeps one process: its projection runners, Kafka consumer and
+    scheduler must not run once per worker. The supervisor restarts a worker
+    that dies; SIGINT/SIGTERM stop every worker gracefully (each finishes its
+    requests and closes its runtime).
+    """
+    import structlog
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    log = structlog.get_logger("practice_events.serve")
+    os.environ["PRACTICE_EVENTS_STORE"] = settings.store  # the workers read the same store
+    os.environ[WORKER_PLUGINS_ENV] = ",".join(plugins)
+    config = uvicorn.Config(
+        "practice_events.api.cli:worker_app",
+        factory=True,
+        workers=workers,
+        log_config=None,
+        access_log=args.access_log,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}"
+    log.info("serving", url=url, plugins=plugins, workers=workers)
+    _announce(args, settings, url, None)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+    if failed:
+        log.error("worker_start_failed", pids=failed)
+        return EXIT_BUG
+    log.info("stopped", workers=workers)
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run everything in one process: ingestion, projection runners, API and dashboard."""
     return run_server(args, plugins=None, demo=args.demo)
@@ -245,7 +333,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     """Run the HTTP API alone (ingestion and queries), without in-process workers."""
-    return run_server(args, plugins=api_plugins(), demo=False)
+    return run_server(args, plugins=api_plugins(), demo=False, workers=args.workers)
 
 
 # -- tokens -------------------------------------------------------------------------------
@@ -370,6 +458,18 @@ def _port(value: str) -> int:
     return port
 
 
+def _workers(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        msg = f"not a whole number of worker processes: {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 1 <= workers <= 64:
+        msg = f"{workers} workers is outside 1-64"
+        raise argparse.ArgumentTypeError(msg)
+    return workers
+
+
 def _days(value: str) -> int:
     try:
         days = int(value)
@@ -449,14 +549,24 @@ def install(sub: Any) -> None:
         "examples:\n"
         "  practice-events api --host 0.0.0.0 --port 8080\n"
         "  PRACTICE_EVENTS_STORE=postgresql://practice@db/practice practice-events api\n\n"
+        "  practice-events api --workers 2   # two server processes on one port\n\n"
         "for deployments that run the other parts as their own processes:\n"
         "  practice-events ingest            (Kafka ingestion workers)\n"
         "  practice-events projections run   (projection runners, --with-scheduler once)\n"
         "the query endpoints then read the views those runners keep.\n"
+        "with --workers N each process has its own caches and request-rate buckets\n"
+        "(a client may get up to N times PRACTICE_EVENTS_HTTP_RATE_*_PER_SECOND).\n"
         "exit codes: 0 stopped by a signal, 1 bug, 2 bad configuration.",
     )
     p.set_defaults(func=cmd_api)
     _server_arguments(p, store_help)
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1; about one per CPU core)",
+    )
 
     tokens = sub.add_parser(
         "tokens",

@@ -28,6 +28,7 @@ Status codes, decided once here so that routes never choose them ad hoc:
 413    ``PAYLOAD_TOO_LARGE`` (bytes), ``BATCH_TOO_LARGE`` (events)
 415    ``UNSUPPORTED_MEDIA_TYPE``
 422    every other contract or domain refusal (``SCHEMA_VIOLATION``, ``ILLEGAL_TRANSITION`` …)
+429    ``RATE_LIMITED`` (the token's or address's request budget is spent); with ``Retry-After``
 500    ``INTERNAL``: a bug, never bad input
 503    ``TRANSIENT`` (store unreachable), ``OVERLOADED``, ``NOT_READY``; with ``Retry-After``
 =====  ================================================================================
@@ -77,6 +78,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "PAYLOAD_TOO_LARGE": 413,
     "BATCH_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
+    "RATE_LIMITED": 429,
     "TRANSIENT": 503,
     "OVERLOADED": 503,
     "NOT_READY": 503,
@@ -94,6 +96,7 @@ _CODE_BY_STATUS = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "SCHEMA_VIOLATION",
+    429: "RATE_LIMITED",
     503: "NOT_READY",
 }
 
