@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test venv lint typecheck unit bench clean
 
@@ -22,11 +23,19 @@ run: $(STAMP)
 	$(BIN)/practice-events serve --demo
 
 ## Lint, type-check and run the whole test suite (PostgreSQL and Tansu are started as needed;
-## Debian's Chromium is installed for the dashboard tests if it is missing).
+## Debian's Chromium is installed for the dashboard tests if it is missing). pytest runs in
+## PYTEST_WORKERS processes (pytest-xdist; each takes a whole file, or all the tests sharing the
+## read-API environment, at a time: see tests/conftest.py); the tests marked `serial` (they
+## restart the whole PostgreSQL cluster) run afterwards, by themselves (exit code 5, "no test
+## selected", counts as success there). PYTEST_WORKERS=0 runs the first part in one process.
 test: $(STAMP) lint typecheck
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS); \
+	parallel=$$?; \
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS); serial=$$?; \
+	[ $$serial -eq 5 ] && serial=0; \
+	[ $$parallel -ne 0 ] && exit $$parallel; exit $$serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check src consumers projections tests bench

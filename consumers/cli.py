@@ -41,11 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="group session timeout (default 6000; heartbeats every third of it)",
     )
+    parser.add_argument(
+        "--reference-wait-ms",
+        type=int,
+        help="hold a partition this long for a reference created in another partition "
+        "before dead-lettering the record as UNKNOWN_REFERENCE (default 10000; 0 never)",
+    )
     parser.add_argument("--store", help="event store URL (overrides PRACTICE_EVENTS_STORE)")
     parser.add_argument(
         "--health-port",
         type=int,
-        help="serve /healthz and /readyz on this port (127.0.0.1; 0 picks a free one)",
+        help="serve /healthz and /readyz on this port (0 picks a free one)",
+    )
+    parser.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        help="address the health port listens on (default 127.0.0.1; 0.0.0.0 in a container, "
+        "so that the orchestrator's probes reach it)",
     )
     parser.set_defaults(func=run_ingest)
 
@@ -65,7 +77,7 @@ def install(subparsers: Any) -> None:
 def run_ingest(args: argparse.Namespace) -> int:
     """Build the worker from settings and arguments and run it until a signal stops it."""
     from consumers.worker import HealthServer, Worker, WorkerConfig
-    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.bootstrap import build_app, build_ingest
     from practice_events.config import load_settings
     from practice_events.logging import configure_logging
 
@@ -84,11 +96,14 @@ def run_ingest(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         session_timeout_ms=session,
         heartbeat_interval_ms=max(100, session // 3) if session else None,
+        reference_wait_ms=args.reference_wait_ms,
     )
     app = build_app(settings)
     health: HealthServer | None = None
+    pipeline = None
     try:
-        worker = Worker(build_pipeline(settings, app), config)
+        pipeline = build_ingest(settings, app)  # a shard router with PRACTICE_EVENTS_SHARDS
+        worker = Worker(pipeline, config)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             worker.stop()
@@ -96,11 +111,13 @@ def run_ingest(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         if args.health_port is not None:
-            health = HealthServer(worker, args.health_port)
+            health = HealthServer(worker, args.health_port, host=args.health_host)
             health.start()
         worker.run()
     finally:
         if health is not None:
             health.close()
+        if pipeline is not None:
+            pipeline.close()
         app.close()
     return 0

@@ -1,7 +1,9 @@
 """Dead letters: every refused Kafka record goes to a dead-letter topic, whole.
 
-A dead letter is the original record (key, value and headers, byte for byte)
-plus headers saying why it was refused and where it came from:
+A dead letter is the original record (key, value and headers, byte for byte,
+except the personal fields of a ``personal_details_recorded`` event, which
+are redacted: see ``docs/privacy.md``) plus headers saying why it was
+refused and where it came from:
 
 ==========================  =================================================
 ``dlq_code``                stable error code (``SCHEMA_VIOLATION`` ...)
@@ -85,9 +87,11 @@ class DeadLetter:
     @classmethod
     def of(cls, record: Record, *, code: str, reason: str, at: datetime) -> DeadLetter:
         """Build the dead letter of ``record`` refused at ``at`` with ``code`` and ``reason``."""
+        from practice_events.privacy.redact import redact_input
+
         return cls(
             key=record.key,
-            value=record.value,
+            value=redact_input(record.value, record.headers),
             headers=dead_letter_headers(
                 record.headers,
                 code=code,

@@ -57,11 +57,12 @@ class EmbeddedKafka:
     def start(self, runtime: Runtime) -> None:
         """Build the worker on its own pipeline over the runtime's store and start it."""
         from consumers.worker import Worker, WorkerConfig
-        from practice_events.bootstrap import build_pipeline
+        from practice_events.bootstrap import build_ingest
 
         config = WorkerConfig.from_settings(self.settings)
-        # The pipeline is not thread-safe: the worker gets its own, beside HTTP's.
-        worker = Worker(build_pipeline(self.settings, runtime.store), config)
+        # The pipeline is not thread-safe: the worker gets its own, beside HTTP's
+        # (a shard router of its own when PRACTICE_EVENTS_SHARDS is set).
+        worker = Worker(build_ingest(self.settings, runtime.store), config)
         self.worker = worker
         self._thread = threading.Thread(target=self._run, name="kafka-ingest", daemon=True)
         self._thread.start()
@@ -77,6 +78,8 @@ class EmbeddedKafka:
         self._thread.join(STOP_TIMEOUT_SECONDS)
         if self._thread.is_alive():
             log.warning("embedded_kafka_stop_timed_out", seconds=STOP_TIMEOUT_SECONDS)
+        else:
+            self.worker.pipeline.close()  # a shard router's other stores (nothing otherwise)
 
     def readiness(self) -> dict[str, Any]:
         """The ``/readyz`` check: the worker runs, is connected and positioned."""

@@ -18,6 +18,20 @@ stores them in the rejections table, in the batch's transaction, and the
 worker publishes them to the dead-letter topic just before that transaction
 commits, waiting for the broker's acknowledgement (see :mod:`consumers.dlq`).
 
+References across partitions: a record may name an aggregate (a site, a
+volunteer ...) whose creation is in another partition, not stored yet. So
+that this is rare, a batch takes its partitions' records in event-time order
+(:func:`merge_by_time`) and ends where one partition runs ahead of another
+(:meth:`Worker._balance`); a batch whose references fail is tried once more
+with the failing partitions' records last (:func:`tails_last`). When a
+reference is still missing, the worker holds that partition back at the
+refused record (it re-reads it later, alone first; the partition's later
+records wait behind it, so each aggregate keeps its order) while the other
+partitions go on, for at most ``reference_wait_ms``; only then is the record
+dead-lettered as ``UNKNOWN_REFERENCE``. A topic of one partition never holds
+(its order is the producer's). Nothing of a held partition past the record is
+committed meanwhile, so exactly-once is untouched.
+
 Transient faults (store down or restarting, lock timeouts, broker away) are
 retried with capped exponential back-off and jitter; the batch in hand is
 dropped and every partition is positioned again from the store, so nothing is
@@ -30,6 +44,7 @@ Run it with ``practice-events ingest`` (see :mod:`consumers.cli`) or
 
 from __future__ import annotations
 
+import heapq
 import random
 import threading
 import time
@@ -49,11 +64,11 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.dlq import DeadLetter, DeadLetterError, DeadLetterPublisher
 from practice_events.errors import TransientError
-from practice_events.ingest.pipeline import Outcome, RawInput
+from practice_events.ingest.pipeline import BACKDATED, Outcome, RawInput
 
 if TYPE_CHECKING:
     from practice_events.config import Settings
-    from practice_events.ingest.pipeline import Pipeline
+    from practice_events.ingest.processor import BatchProcessor
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +113,11 @@ class WorkerConfig:
     idle_probe_s: float = 5.0
     stall_s: float = 5.0
     progress_log_s: float = 10.0
+    reference_wait_ms: int = 10_000
+    """How long a partition may wait for a reference created in another partition (0: never)."""
+    max_partition_fetch_bytes: int = 64 * 1024
+    """Small, so that a batch holds records of every owned partition over about the same
+    stretch of time, not a long run of one partition (see :func:`merge_by_time`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
@@ -150,12 +170,16 @@ class WorkerStats:
     accepted: int = 0
     duplicate: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    backdated: int = 0
+    """Accepted events flagged BACKDATED (their time long before their receipt)."""
     dead_lettered: int = 0
     records: int = 0
     batches: int = 0
     events_stored: int = 0
     transient_faults: int = 0
     rebalances: int = 0
+    reference_holds: int = 0
+    """Times a partition was held back for a reference not stored yet (see the module doc)."""
     lag: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -169,12 +193,14 @@ class WorkerStats:
             "records": self.records,
             "accepted": self.accepted,
             "duplicate": self.duplicate,
+            "backdated": self.backdated,
             "rejected": self.rejected_total,
             "rejected_by_code": dict(sorted(self.rejected.items())),
             "dead_lettered": self.dead_lettered,
             "batches": self.batches,
             "events_stored": self.events_stored,
             "transient_faults": self.transient_faults,
+            "reference_holds": self.reference_holds,
             "rebalances": self.rebalances,
             "lag": sum(self.lag.values()),
             "lag_by_partition": {str(p): lag for p, lag in sorted(self.lag.items())},
@@ -215,6 +241,7 @@ def kafka_consumer(config: WorkerConfig) -> KafkaConsumer:
         session_timeout_ms=config.session_timeout_ms,
         heartbeat_interval_ms=config.heartbeat_interval_ms,
         max_poll_records=config.batch_size,
+        max_partition_fetch_bytes=config.max_partition_fetch_bytes,
         bootstrap_timeout_ms=config.connect_timeout_ms,
         allow_auto_create_topics=False,  # a typo in --topic must not create a topic
     )
@@ -232,14 +259,73 @@ def kafka_producer(config: WorkerConfig) -> KafkaProducer:
     )
 
 
-def decode_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
-    """Return Kafka headers as text (CloudEvents binary-mode attributes are UTF-8)."""
+def decode_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> list[tuple[str, str]]:
+    """Return Kafka headers as (name, text) pairs, in order, repeats included.
+
+    CloudEvents binary-mode attributes are UTF-8. Bytes that are not are kept
+    as lone surrogates (``surrogateescape``) rather than replaced, so that the
+    envelope refuses such an attribute (``INVALID_ATTRIBUTE``, "not valid
+    UTF-8") instead of storing an id or subject the producer never sent.
+    Pairs, not a mapping: Kafka lets a record repeat a header, and two
+    ``ce_id`` headers must be refused (``DUPLICATE_ATTRIBUTE``), not decided
+    silently.
+    """
     if not headers:
-        return {}
-    return {
-        name: value.decode("utf-8", "replace") if value is not None else ""
+        return []
+    return [
+        (name, value.decode("utf-8", "surrogateescape") if value is not None else "")
         for name, value in headers
-    }
+    ]
+
+
+def merge_by_time(records: Sequence[Any], key: Callable[[Any], float] | None = None) -> list[Any]:
+    """Interleave the partitions' records by the time they tell, each partition in order.
+
+    An event cannot refer to an aggregate created after it happened, and
+    producers send a creation before the events that refer to it, possibly
+    into another partition. Taking a batch's records in time order (a k-way
+    merge: within a partition the offset order always holds, whatever the
+    times) lets such references meet their creation in the same batch instead
+    of holding a partition back for it. The time is the CloudEvents ``time``
+    of a binary-mode record (Kafka timestamps have a millisecond grain, and a
+    burst puts hundreds of related records in one millisecond), else the
+    record's Kafka timestamp (``key`` may supply them, computed once).
+    """
+    by_partition: dict[tuple[str, int], list[Any]] = {}
+    for record in records:
+        by_partition.setdefault((record.topic, record.partition), []).append(record)
+    if len(by_partition) <= 1:
+        return list(records)
+    return list(heapq.merge(*by_partition.values(), key=key or _told_time))
+
+
+def tails_last(records: Sequence[Any], offsets: Mapping[TopicPartition, int]) -> list[Any]:
+    """Move each listed partition's records from its offset on to the end, in their order."""
+    head: list[Any] = []
+    tail: list[Any] = []
+    for record in records:
+        start = offsets.get(TopicPartition(record.topic, record.partition))
+        (tail if start is not None and record.offset >= start else head).append(record)
+    return head + tail
+
+
+def _told_time(record: Any) -> float:
+    """The record's CloudEvents ``time`` header as epoch seconds, else its Kafka timestamp."""
+    for name, value in record.headers or ():
+        if name == "ce_time" and value:
+            try:
+                return datetime.fromisoformat(value.decode()).timestamp()
+            except (UnicodeDecodeError, ValueError):
+                break  # the pipeline refuses it; here it only needs a place
+    return float(record.timestamp or 0) / 1000
+
+
+class _HoldBack(Exception):  # noqa: N818 - a control signal inside the worker, not an error
+    """Raised before a batch commits: these partitions wait at these offsets for references."""
+
+    def __init__(self, offsets: dict[TopicPartition, int]) -> None:
+        super().__init__(offsets)
+        self.offsets = offsets
 
 
 class Worker:
@@ -254,7 +340,7 @@ class Worker:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: BatchProcessor,
         config: WorkerConfig,
         *,
         consumer_factory: ConsumerFactory = kafka_consumer,
@@ -274,6 +360,11 @@ class Worker:
         self._next: dict[TopicPartition, int] = {}  # next offset to take, per positioned partition
         self._unpositioned: set[TopicPartition] = set()
         self._pending: list[Any] = []  # records of the batch being gathered
+        # Partitions held back at a record whose reference is not stored yet:
+        # (offset, first refused at, retries), and until when each is paused.
+        self._waiting: dict[TopicPartition, tuple[int, float, int]] = {}
+        self._held_until: dict[TopicPartition, float] = {}
+        self._partition_count = 1
         self._store_ok = False
         self._broker_ok = False
         self._running = False
@@ -350,6 +441,7 @@ class Worker:
             self._connect()
         if self._unpositioned:
             self._position(set(self._unpositioned))
+        self._resume_held()
         records = self._gather()
         if self._stop.is_set():
             # Abandon the batch in hand: nothing of it is committed, so the next
@@ -380,10 +472,17 @@ class Worker:
         self._log.info("worker_connected")
 
     def _gather(self) -> list[Any]:
-        """Poll until a batch is full or ``max_wait_ms`` passed; keep only unprocessed records."""
+        """Poll until a batch is full or ``max_wait_ms`` passed; keep only unprocessed records.
+
+        With several partitions it also waits (within ``max_wait_ms``, up to
+        twice the batch) for each owned partition that may have records but
+        gave none yet, then cuts the batch to the stretch of time every
+        partition in it reached (:meth:`_balance`).
+        """
         consumer = self._consumer
         size = self.config.batch_size
         deadline = time.monotonic() + self.config.max_wait_ms / 1000
+        present: set[TopicPartition] = set()
         with self._lock:
             self._pending = []
         while not self._stop.is_set():
@@ -391,7 +490,10 @@ class Worker:
             if remaining <= 0:
                 break
             with self._lock:
-                wanted = size - len(self._pending)
+                have = len(self._pending)
+                if have >= size and (have >= 2 * size or not self._silent(present)):
+                    break
+                wanted = size - have if have < size else 2 * size - have
             # No lock here: the rebalance listener runs while poll waits.
             polled = consumer.poll(timeout_ms=max(1, int(remaining * 1000)), max_records=wanted)
             with self._lock:
@@ -403,12 +505,58 @@ class Worker:
                         if record.offset < expected:
                             continue  # already stored: a redelivery
                         self._pending.append(record)
+                        present.add(tp)
                         expected = record.offset + 1
                     self._next[tp] = expected
-                if len(self._pending) >= size:
-                    break
         with self._lock:
-            return list(self._pending)
+            self._pending = [
+                r for r in self._pending if TopicPartition(r.topic, r.partition) in self._next
+            ]
+            return self._balance(self._pending)
+
+    def _silent(self, present: set[TopicPartition]) -> bool:
+        """True if an owned, unpaused partition gave no record yet and may have some."""
+        consumer = self._consumer
+        paused = set(consumer.paused())
+        for tp, next_offset in self._next.items():
+            if tp in present or tp in paused:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None or int(highwater) > next_offset:
+                return True
+        return False
+
+    def _balance(self, records: list[Any]) -> list[Any]:
+        """Merge the partitions' records by time; cut what runs ahead of another partition.
+
+        A record past the time that some partition of the batch has reached
+        might refer to a creation that partition has not delivered yet, so the
+        batch ends there (and at ``batch_size``): the cut records' partitions
+        are rewound to them and read again next time.
+        """
+        size = self.config.batch_size
+        times = {id(r): _told_time(r) for r in records}
+        merged = merge_by_time(records, key=lambda r: times[id(r)])
+        reached: dict[TopicPartition, float] = {}
+        for record in merged:
+            reached[TopicPartition(record.topic, record.partition)] = times[id(record)]
+        if len(reached) <= 1 and len(merged) <= size:
+            return merged
+        bound = min(reached.values())
+        taken = 0
+        for record in merged:
+            if taken >= size or times[id(record)] > bound:
+                break
+            taken += 1
+        if taken == 0:
+            taken = min(size, len(merged))
+        rewind: dict[TopicPartition, int] = {}
+        for record in merged[taken:]:
+            rewind.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+        for tp, offset in rewind.items():
+            self._consumer.seek(tp, offset)
+            self._next[tp] = offset
+        return merged[:taken]
 
     def _process(self, records: list[Any]) -> None:
         """Run one batch through the pipeline and commit it with its tracking rows."""
@@ -416,9 +564,32 @@ class Worker:
             # The listener may have revoked partitions since _gather returned.
             owned = set(self._next)
             records = [r for r in records if TopicPartition(r.topic, r.partition) in owned]
-            if not records:
-                return
-            self._commit_batch(records)
+            moved: set[TopicPartition] = set()
+            while records:
+                # Records that waited for a reference (each the first of its partition
+                # here) go first, alone: if it is still missing, only they are
+                # processed in vain, not the whole batch.
+                waiting = self._retries(records)
+                attempt = waiting if waiting and len(waiting) < len(records) else records
+                try:
+                    self._commit_batch(attempt)
+                except _HoldBack as hold:
+                    # Nothing was committed (and the write path dropped the aggregates the
+                    # aborted batch changed). The creation may be later in this very batch
+                    # (records of equal time, from another partition): first try once more
+                    # with the held partitions' tails last; then run the batch without them.
+                    fresh = set(hold.offsets) - moved
+                    if attempt is records and fresh:
+                        moved |= fresh
+                        records = tails_last(records, hold.offsets)
+                        continue
+                    records = self._hold(records, hold.offsets)
+                else:
+                    self._forget_waiting(attempt)
+                    if attempt is records:
+                        return
+                    done = {id(r) for r in attempt}
+                    records = [r for r in records if id(r) not in done]
 
     def _commit_batch(self, records: list[Any]) -> None:
         started = time.perf_counter()
@@ -441,12 +612,19 @@ class Worker:
             Tracking(tracking_name(tp.topic, tp.partition), off) for tp, off in last.items()
         ]
         published: list[int] = []
+        by_input = {id(raw): record for raw, record in zip(inputs, records, strict=True)}
 
         def before_commit(outcomes: list[Outcome]) -> None:
+            if not published:  # nothing of this batch is committed yet (first shard)
+                self._check_references(outcomes, by_input)
+            # Called once per store written (once per shard when sharded), with the
+            # outcomes of the records going there, so letters are matched by input.
             now = datetime.now(UTC)
             letters = [
-                DeadLetter.of(r, code=o.code or "UNKNOWN", reason=o.reason or "", at=now)
-                for r, o in zip(records, outcomes, strict=True)
+                DeadLetter.of(
+                    by_input[id(o.input)], code=o.code or "UNKNOWN", reason=o.reason or "", at=now
+                )
+                for o in outcomes
                 if o.status == "rejected"
             ]
             assert self._dlq is not None
@@ -466,13 +644,15 @@ class Worker:
         for outcome in result.outcomes:
             if outcome.status == "accepted":
                 accepted += 1
+                if BACKDATED in outcome.flags:
+                    stats.backdated += 1
             elif outcome.status == "duplicate":
                 duplicate += 1
             else:
                 stats.rejected[outcome.code or "UNKNOWN"] += 1
         stats.accepted += accepted
         stats.duplicate += duplicate
-        stats.dead_lettered += published[-1] if published else 0
+        stats.dead_lettered += sum(published)
         stats.records += len(records)
         stats.batches += 1
         stats.events_stored += result.events_stored
@@ -494,10 +674,109 @@ class Worker:
             seconds=round(time.perf_counter() - started, 4),
         )
 
+    # -- references across partitions -----------------------------------------------------
+
+    def _check_references(
+        self, outcomes: Sequence[Outcome], records_by_input: Mapping[int, Any]
+    ) -> None:
+        """Raise :class:`_HoldBack` if a refused reference may still arrive in another partition.
+
+        Per partition, the first record refused with ``UNKNOWN_REFERENCE``
+        holds it back, unless the topic has one partition (its order is the
+        producer's: waiting cannot help) or that record has already waited
+        ``reference_wait_ms`` (it is then dead-lettered like any refusal).
+        """
+        wait = self.config.reference_wait_ms / 1000
+        if wait <= 0 or self._partition_count <= 1:
+            return
+        now = time.monotonic()
+        hold: dict[TopicPartition, int] = {}
+        for outcome in outcomes:
+            if outcome.status != "rejected" or outcome.code != "UNKNOWN_REFERENCE":
+                continue
+            record = records_by_input[id(outcome.input)]
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in hold and hold[tp] <= record.offset:
+                continue
+            offset, since, retries = self._waiting.get(tp, (record.offset, now, 0))
+            if offset != record.offset:
+                since, retries = now, 0
+            if now - since >= wait:
+                continue  # waited long enough: the reference does not exist
+            hold[tp] = record.offset
+            self._waiting[tp] = (record.offset, since, retries)
+        if hold:
+            raise _HoldBack(hold)
+
+    def _hold(self, records: list[Any], offsets: Mapping[TopicPartition, int]) -> list[Any]:
+        """Rewind and pause each held partition at its record; return the records to commit."""
+        now = time.monotonic()
+        wait = self.config.reference_wait_ms / 1000
+        for tp, offset in offsets.items():
+            _, since, retries = self._waiting[tp]
+            self._waiting[tp] = (offset, since, retries + 1)
+            delay = min(1.0, 0.05 * 2**retries, max(0.0, since + wait - now))
+            self._consumer.seek(tp, offset)
+            self._next[tp] = offset
+            self._consumer.pause(tp)
+            self._held_until[tp] = now + delay
+            self.stats.reference_holds += 1
+            self._log.info(
+                "partition_held_for_reference",
+                partition=tp.partition,
+                offset=offset,
+                waited_s=round(now - since, 3),
+                retry_in_s=round(delay, 3),
+            )
+        return [
+            r
+            for r in records
+            if r.offset < offsets.get(TopicPartition(r.topic, r.partition), r.offset + 1)
+        ]
+
+    def _retries(self, records: Sequence[Any]) -> list[Any]:
+        """The records that wait for a reference and come first in their partition here."""
+        if not self._waiting:
+            return []
+        first: dict[TopicPartition, Any] = {}
+        for record in records:
+            first.setdefault(TopicPartition(record.topic, record.partition), record)
+        return [
+            record
+            for tp, record in first.items()
+            if tp in self._waiting and self._waiting[tp][0] == record.offset
+        ]
+
+    def _resume_held(self) -> None:
+        """Resume the held partitions whose pause is over (they re-read the held record)."""
+        if not self._held_until:
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = [tp for tp, until in self._held_until.items() if until <= now]
+            for tp in due:
+                del self._held_until[tp]
+            assigned = set(self._consumer.assignment())
+            resume = [tp for tp in due if tp in assigned]
+        if resume:
+            self._consumer.resume(*resume)
+
+    def _forget_waiting(self, committed: Sequence[Any]) -> None:
+        """Drop the wait of partitions whose held record is now committed (stored or refused)."""
+        if not self._waiting:
+            return
+        for record in committed:
+            tp = TopicPartition(record.topic, record.partition)
+            waiting = self._waiting.get(tp)
+            if waiting is not None and record.offset >= waiting[0]:
+                del self._waiting[tp]
+
     # -- positioning --------------------------------------------------------------------
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.stats.rebalances += 1
+        partitions = self._consumer.partitions_for_topic(self.config.topic)
+        self._partition_count = len(partitions) if partitions else 1
         self._log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
         if not assigned:
             return
@@ -518,6 +797,8 @@ class Worker:
             for tp in revoked:
                 self._next.pop(tp, None)
                 self._unpositioned.discard(tp)
+                self._held_until.pop(tp, None)
+                self._waiting.pop(tp, None)
             gone = set(revoked)
             self._pending = [
                 r for r in self._pending if TopicPartition(r.topic, r.partition) not in gone
@@ -529,7 +810,7 @@ class Worker:
         Raises a transient error if the store cannot be read; the partitions
         then stay unpositioned (and take no records).
         """
-        tracked = self.pipeline.app.store.select_trackings(f"{TRACKING_PREFIX}{self.config.topic}:")
+        tracked = self.pipeline.select_trackings(f"{TRACKING_PREFIX}{self.config.topic}:")
         consumer = self._consumer
         with self._lock:
             current = set(consumer.assignment())
@@ -547,6 +828,7 @@ class Worker:
                     self._next[tp] = offset + 1
                 placed[tp.partition] = offset
                 self._unpositioned.discard(tp)
+                self._held_until.pop(tp, None)  # resumed below, from the store's position
             self._pending = [
                 r for r in self._pending if TopicPartition(r.topic, r.partition) not in partitions
             ]
@@ -591,7 +873,7 @@ class Worker:
         store went away is not ready for the next record.
         """
         try:
-            self.pipeline.app.store.select_trackings(f"{TRACKING_PREFIX}{self.config.topic}:")
+            self.pipeline.select_trackings(f"{TRACKING_PREFIX}{self.config.topic}:")
         except TRANSIENT_ERRORS as exc:
             if self._store_ok:
                 self._log.warning("store_unreachable", error=str(exc))

@@ -14,33 +14,52 @@ rebuild beside it, or a point-in-time replay in a scratch store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID
 
 from projections.viewstore import Tx
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
+class LoggedEvent(NamedTuple):
     """One event of the notification log, decoded for projections.
 
     ``time`` is the business time (CloudEvents ``time``: when it happened);
     ``recorded_at`` is when the store recorded it. ``data`` and ``meta`` are the
     stored JSON (see ``practice_events.domain.base``).
+
+    A named tuple, and two fields kept as the store returned them: a rebuild
+    decodes every event of the log, and the frozen dataclass this was (its
+    ``__init__`` sets each field through ``object.__setattr__``), a ``UUID``
+    built from the hex text of every originator id and a second
+    ``fromisoformat`` cost as much as the JSON decoding itself, for values that
+    almost no projection reads. :attr:`aggregate_id` and :attr:`recorded_at`
+    convert them when asked.
     """
 
     position: int
     type: str
-    aggregate_id: UUID
+    originator_id: UUID | str
+    """The aggregate id as the store returned it (a UUID, or its text on SQLite)."""
     version: int
     subject: str
     time: datetime
-    recorded_at: datetime
+    timestamp: str
+    """The recording time as stored (RFC 3339 text); see :attr:`recorded_at`."""
     data: Mapping[str, Any]
     meta: Mapping[str, Any]
+
+    @property
+    def aggregate_id(self) -> UUID:
+        """The id of the aggregate that recorded the event."""
+        originator = self.originator_id
+        return originator if isinstance(originator, UUID) else UUID(originator)
+
+    @property
+    def recorded_at(self) -> datetime:
+        """When the store recorded the event."""
+        return datetime.fromisoformat(self.timestamp)
 
 
 class Projection:
@@ -53,6 +72,11 @@ class Projection:
     """Index name -> CREATE INDEX statement with ``{index}`` and table placeholders."""
     VERSION: ClassVar[int] = 1
     """Bump when the tables or the logic change: the runner then rebuilds the view."""
+    REBUILD_INDEXES: ClassVar[tuple[str, ...] | None] = None
+    """The indexes (logical names) that a rebuild's new tables need while they fill,
+    for the projection's own queries; None: all of them. The others are created
+    once, at the swap: kept up to date row by row during the rebuild and then
+    created again under their live names, they cost twice."""
 
     def __init__(self, *, timezone: str = "Asia/Shanghai") -> None:
         from zoneinfo import ZoneInfo
@@ -68,17 +92,28 @@ class Projection:
         """Physical index names for a suffix."""
         return {logical: f"{self.NAME}_{logical}_idx{suffix}" for logical in self.INDEXES}
 
-    def create(self, tx: Tx, suffix: str = "") -> None:
-        """Create this projection's tables and indexes (for ``suffix``) if missing."""
+    def create(self, tx: Tx, suffix: str = "", *, indexes: Collection[str] | None = None) -> None:
+        """Create this projection's tables and indexes (for ``suffix``) if missing.
+
+        ``indexes``: only these (logical names); None: all.
+        """
         tables = self.table_names(suffix)
         for logical, statement in self.TABLES.items():
             tx.execute(statement.format(name=tables[logical], **tables))
-        self.create_indexes(tx, suffix, self.table_names(suffix))
+        self.create_indexes(tx, suffix, tables, only=indexes)
 
-    def create_indexes(self, tx: Tx, suffix: str, tables: Mapping[str, str]) -> None:
-        """Create the indexes named for ``suffix`` on ``tables``."""
+    def create_indexes(
+        self,
+        tx: Tx,
+        suffix: str,
+        tables: Mapping[str, str],
+        *,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """Create the indexes named for ``suffix`` on ``tables`` (``only`` these, if given)."""
         for logical, index in self.index_names(suffix).items():
-            tx.execute(self.INDEXES[logical].format(index=index, **tables))
+            if only is None or logical in only:
+                tx.execute(self.INDEXES[logical].format(index=index, **tables))
 
     def drop(self, tx: Tx, suffix: str = "") -> None:
         """Drop this projection's tables (and with them their indexes)."""
@@ -91,6 +126,35 @@ class Projection:
 
     def on_idle(self, tx: Tx, tables: Mapping[str, str], now: datetime) -> None:
         """Hook run when caught up (time-driven work such as overdue checks)."""
+
+    def rebuilder(self, tables: Mapping[str, str]) -> Rebuilder:
+        """Return what applies the batches of a rebuild (or a replay) into ``tables``.
+
+        Those tables start empty and have no other writer, so a projection
+        may keep rows in memory across batches and write them later
+        (``projections.rows.RowCache``); by default each batch is applied
+        as the live runner applies it.
+        """
+        return Rebuilder(self, tables)
+
+
+class Rebuilder:
+    """Applies the batches of one rebuild or replay (see :meth:`Projection.rebuilder`).
+
+    The caller calls :meth:`flush` before anything reads the tables or swaps
+    them in: rows held in memory are written then.
+    """
+
+    def __init__(self, projection: Projection, tables: Mapping[str, str]) -> None:
+        self.projection = projection
+        self.tables = tables
+
+    def apply(self, tx: Tx, events: Sequence[LoggedEvent]) -> None:
+        """Apply a batch of events (in log order) inside ``tx``."""
+        self.projection.apply(tx, events, self.tables)
+
+    def flush(self, tx: Tx) -> None:
+        """Write whatever this rebuild holds in memory (nothing by default)."""
 
 
 def to_float(value: Any) -> float | None:

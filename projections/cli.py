@@ -7,10 +7,15 @@ package). Commands:
 ``projections run``
     run every projection (one thread each) until SIGTERM or SIGINT, then
     finish the batch in hand and exit 0; ``--with-scheduler`` also runs the
-    overdue scheduler in the same process.
+    overdue scheduler in the same process. ``--only``/``--exclude`` split the
+    projections between runner processes (each with its own tracking, so a
+    slow or failing one never holds back another's); ``--plugin MODULE`` adds
+    a deployment's own projections.
 ``projections rebuild NAME|all``
     rebuild views beside the live ones and swap them in (blue/green), with a
-    progress bar; the live views keep serving meanwhile.
+    progress bar; the live views keep serving meanwhile. ``all`` reads the
+    log once for every projection; ``--jobs N`` splits them into N groups of
+    about equal size, each rebuilt in a process of its own.
 ``projections status [--json]``
     each projection's position, the log head, how far behind it is (events,
     and seconds the oldest unprocessed event has waited) and its failure.
@@ -24,7 +29,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from practice_events.application import PracticeEvents
     from practice_events.config import Settings
     from projections.base import Projection
+    from projections.health import RunnerHealthServer
     from projections.scheduler import OverdueScheduler
     from projections.viewstore import ViewStore
 
@@ -47,6 +52,9 @@ PROJECTIONS_EPILOG = """\
 examples:
   practice-events projections run
   practice-events projections run --with-scheduler --scheduler-interval 60
+  practice-events projections run --only ledger                 # its own process
+  practice-events projections run --exclude ledger --with-scheduler
+  practice-events projections run --health-port 8082 --health-host 0.0.0.0
   practice-events projections rebuild closed_loop
   practice-events projections rebuild all --jobs 2
   practice-events projections status --json
@@ -74,6 +82,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE's projections too (repeatable; see projections.registry)",
+    )
+
+
 def install(subparsers: Any) -> None:
     """Add the ``projections`` and ``scheduler`` commands to ``practice-events``."""
     projections = subparsers.add_parser(
@@ -87,10 +105,25 @@ def install(subparsers: Any) -> None:
 
     p = sub.add_parser("run", help="Run every projection until SIGTERM/SIGINT.")
     _common(p)
+    p.add_argument(
+        "--only", metavar="NAME[,NAME...]", help="run only these projections (default: all)"
+    )
+    p.add_argument("--exclude", metavar="NAME[,NAME...]", help="run every projection except these")
+    _plugins(p)
     p.add_argument("--batch-size", type=int, default=2000, help="events per view transaction")
     p.add_argument("--with-scheduler", action="store_true", help="also run the overdue scheduler")
     p.add_argument(
         "--scheduler-interval", type=float, default=60.0, help="seconds between scheduler scans"
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        help="serve /healthz (alive) and /readyz (every projection running) on this port",
+    )
+    p.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        help="address the health port listens on (default 127.0.0.1; 0.0.0.0 in a container)",
     )
     p.set_defaults(func=cmd_run)
 
@@ -99,7 +132,10 @@ def install(subparsers: Any) -> None:
     p.add_argument("name", help="projection name, or all")
     p.add_argument("--batch-size", type=int, default=2000, help="events per view transaction")
     p.add_argument(
-        "--jobs", type=int, default=1, help="projections rebuilt at once, in separate processes"
+        "--jobs",
+        type=int,
+        default=1,
+        help="split the projections into this many groups, rebuilt at once in separate processes",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -107,6 +143,7 @@ def install(subparsers: Any) -> None:
 
     p = sub.add_parser("status", help="Positions, lag and failures of every projection.")
     _common(p)
+    _plugins(p)
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_status)
 
@@ -191,20 +228,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
     from practice_events.bootstrap import build_app
-    from projections.registry import all_projections
+    from projections.registry import all_projections, names_list, select
     from projections.runner import BatchedRunner
 
     log = structlog.get_logger("projections.run")
     settings = _settings(args)
+    owned = select(
+        all_projections(settings, args.plugin),
+        only=names_list(args.only),
+        exclude=names_list(args.exclude),
+    )
     app = build_app(settings)
     views = _views(settings, args)
     stop = threading.Event()
     _stop_on_signals(stop)
     scheduler_thread: threading.Thread | None = None
+    health: RunnerHealthServer | None = None
     try:
-        runner = BatchedRunner(app, views, all_projections(settings), batch_size=args.batch_size)
+        runner = BatchedRunner(app, views, owned, batch_size=args.batch_size)
         runner.start()
         log.info("projections_started", projections=sorted(runner.projections))
+        if getattr(args, "health_port", None) is not None:
+            from projections.health import RunnerHealthServer
+
+            health = RunnerHealthServer(runner, args.health_port, host=args.health_host)
+            health.start()
+            log.info("health_serving", host=args.health_host, port=health.port)
         if args.with_scheduler:
             scheduler = build_scheduler(settings, app, views, catch_up=False)
             scheduler_thread = threading.Thread(
@@ -230,6 +279,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if scheduler_thread is not None:
             scheduler_thread.join(10.0)
     finally:
+        if health is not None:
+            health.close()
         views.close()
         app.close()
     return EXIT_OK
@@ -276,10 +327,13 @@ def rebuild_projections(
 ) -> list[dict[str, Any]]:
     """Rebuild the named projections blue/green; return what each took.
 
-    With ``jobs`` > 1 the projections are rebuilt in that many processes at
-    once (each reads the log for its own topics and writes its own tables, so
-    they do not contend except for the databases), the largest first; the
-    progress bar then advances as each projection finishes.
+    The projections are rebuilt together, with one pass over the log
+    (:func:`projections.runner.rebuild_together`: each page is read and
+    decoded once for all of them). With ``jobs`` > 1 they are split into
+    that many groups of about as many events each (the largest first), and
+    each group is rebuilt together in a process of its own (they write
+    different tables, so they contend only for the databases); the progress
+    bar then advances as each group finishes.
     """
     from practice_events.bootstrap import build_app
     from practice_events.progress import Progress
@@ -296,72 +350,74 @@ def rebuild_projections(
         views.close()
         app.close()
     totals = {p.NAME: _topic_total(p, counts) for p in chosen}
-    if jobs <= 1 or len(chosen) <= 1:
-        results = []
-        for projection in chosen:
-            with Progress(
-                f"rebuild {projection.NAME}", totals[projection.NAME], enabled=progress
-            ) as bar:
-                results.append(
-                    _rebuild_one(settings, projection.NAME, views_url, batch_size, bar.advance)
-                )
-        return results
+    groups = _balanced_groups(totals, jobs)
+    if len(groups) <= 1:
+        with Progress("rebuild", sum(totals.values()), enabled=progress) as bar:
+            return _rebuild_group(settings, list(totals), views_url, batch_size, bar.advance)
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    order = sorted(totals, key=lambda n: -totals[n])
     done: dict[str, dict[str, Any]] = {}
     with (
         Progress("rebuild", sum(totals.values()), enabled=progress) as bar,
-        ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool,
+        ProcessPoolExecutor(max_workers=len(groups), mp_context=get_context("spawn")) as pool,
     ):
-        futures = {
-            pool.submit(_rebuild_one, settings, name, views_url, batch_size): name for name in order
-        }
+        futures = [
+            pool.submit(_rebuild_group, settings, group, views_url, batch_size) for group in groups
+        ]
         for future in as_completed(futures):
-            result = future.result()
-            done[futures[future]] = result
-            bar.advance(result["events"])
+            for result in future.result():
+                done[result["projection"]] = result
+                bar.advance(result["events"])
     return [done[p.NAME] for p in chosen]
 
 
-def _rebuild_one(
+def _balanced_groups(totals: dict[str, int], jobs: int) -> list[list[str]]:
+    """Split projections into at most ``jobs`` groups of about equal events (largest first).
+
+    Each name keeps the order of ``totals`` within its group.
+    """
+    count = max(1, min(jobs, len(totals)))
+    load = [0] * count
+    member: dict[str, int] = {}
+    for name in sorted(totals, key=lambda n: -totals[n]):
+        lightest = load.index(min(load))
+        member[name] = lightest
+        load[lightest] += totals[name]
+    groups = [[n for n in totals if member[n] == index] for index in range(count)]
+    return [g for g in groups if g]
+
+
+def _rebuild_group(
     settings: Settings,
-    name: str,
+    names: list[str],
     views_url: str | None,
     batch_size: int,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Rebuild one projection (in this process or a worker process); return its figures."""
+) -> list[dict[str, Any]]:
+    """Rebuild projections together (in this process or a worker process); their figures."""
     from practice_events.bootstrap import build_app
     from projections.registry import projection_named
-    from projections.runner import rebuild
+    from projections.runner import rebuild_together
 
-    projection = projection_named(settings, name)
+    projections = [projection_named(settings, name) for name in names]
     app = build_app(settings)
     views = _views_at(settings, views_url)
-    applied = 0
-
-    def count(n: int) -> None:
-        nonlocal applied
-        applied += n
-        if progress is not None:
-            progress(n)
-
     try:
-        started = time.perf_counter()
-        position = rebuild(app, views, projection, batch_size=batch_size, progress=count)
-        seconds = time.perf_counter() - started
+        done = rebuild_together(app, views, projections, batch_size=batch_size, progress=progress)
     finally:
         views.close()
         app.close()
-    return {
-        "projection": name,
-        "events": applied,
-        "position": position,
-        "seconds": round(seconds, 3),
-        "events_per_second": round(applied / seconds) if seconds > 0 else None,
-    }
+    return [
+        {
+            "projection": r.name,
+            "events": r.events,
+            "position": r.position,
+            "seconds": round(r.seconds, 3),
+            "events_per_second": round(r.events / r.seconds) if r.seconds > 0 else None,
+        }
+        for r in done
+    ]
 
 
 def _topic_total(projection: Projection, counts: dict[str, int]) -> int:
@@ -417,7 +473,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     app = build_app(settings)
     views = _views(settings, args)
     try:
-        rows = projection_status(app, views, all_projections(settings))
+        rows = projection_status(app, views, all_projections(settings, args.plugin))
     finally:
         views.close()
         app.close()

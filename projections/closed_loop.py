@@ -366,6 +366,7 @@ class ClosedLoopProjection(Projection):
             "data TEXT NOT NULL, PRIMARY KEY (finding_id, position))"
         ),
     }
+    REBUILD_INDEXES = ()  # batches read findings and clocks by primary key only
     INDEXES: ClassVar[Mapping[str, str]] = {
         "findings_unit": "CREATE INDEX IF NOT EXISTS {index} ON {findings} (unit_id, stage)",
         "findings_recorded": (

@@ -30,8 +30,10 @@ from typing import Any, ClassVar
 
 from practice_events.domain.meeting import STEPS
 from practice_events.scoring.periods import Period
-from projections.base import LoggedEvent, Projection
+from projections.base import LoggedEvent, Projection, Rebuilder
 from projections.rows import (
+    CachingRebuilder,
+    RowCache,
     RowSet,
     check_limit,
     decode_cursor,
@@ -159,6 +161,7 @@ class MeetingsProjection(Projection):
             "target_id TEXT, within_3d INTEGER NOT NULL)"
         ),
     }
+    REBUILD_INDEXES = ()  # batches read rows by primary key only
     INDEXES: ClassVar[Mapping[str, str]] = {
         "meetings_site": "CREATE INDEX IF NOT EXISTS {index} ON {meetings} (site_id, held_on)",
         "meetings_listed": (
@@ -170,16 +173,45 @@ class MeetingsProjection(Projection):
 
     def apply(self, tx: Tx, events: Sequence[LoggedEvent], tables: Mapping[str, str]) -> None:
         """Load the batch's sites, meetings and concerns, apply the events, write each once."""
-        sites = RowSet(tx, tables["sites"], "site_id", SITE_COLUMNS)
-        meetings = RowSet(tx, tables["meetings"], "meeting_id", MEETING_COLUMNS)
-        concerns = RowSet(tx, tables["concerns"], "concern_key", CONCERN_COLUMNS)
-        sites.preload(e.subject for e in events if e.type.startswith("practice.site."))
-        meetings.preload(e.subject for e in events if e.type.startswith("practice.meeting."))
-        concerns.preload(
-            key(e.subject, e.data["concern_id"])
-            for e in events
-            if e.type in (CONCERN_RESOLVED, CONCERN_CONVERTED)
+        self._apply_batch(tx, events, tables, {})
+
+    def rebuilder(self, tables: Mapping[str, str]) -> Rebuilder:
+        """Keep the sites, meetings and concerns in memory across a rebuild's batches."""
+        caches = {
+            "sites": RowCache(tables["sites"], "site_id", SITE_COLUMNS),
+            "meetings": RowCache(tables["meetings"], "meeting_id", MEETING_COLUMNS),
+            "concerns": RowCache(tables["concerns"], "concern_key", CONCERN_COLUMNS),
+        }
+
+        def batch(tx: Tx, events: Sequence[LoggedEvent], held: Mapping[str, RowCache]) -> None:
+            self._apply_batch(tx, events, tables, held)
+
+        return CachingRebuilder(self, tables, caches, batch)
+
+    def _apply_batch(
+        self,
+        tx: Tx,
+        events: Sequence[LoggedEvent],
+        tables: Mapping[str, str],
+        caches: Mapping[str, RowCache],
+    ) -> None:
+        sites = RowSet(tx, tables["sites"], "site_id", SITE_COLUMNS, caches.get("sites"))
+        meetings = RowSet(
+            tx, tables["meetings"], "meeting_id", MEETING_COLUMNS, caches.get("meetings")
         )
+        concerns = RowSet(
+            tx, tables["concerns"], "concern_key", CONCERN_COLUMNS, caches.get("concerns")
+        )
+        if sites.needs_preload:
+            sites.preload(e.subject for e in events if e.type.startswith("practice.site."))
+        if meetings.needs_preload:
+            meetings.preload(e.subject for e in events if e.type.startswith("practice.meeting."))
+        if concerns.needs_preload:
+            concerns.preload(
+                key(e.subject, e.data["concern_id"])
+                for e in events
+                if e.type in (CONCERN_RESOLVED, CONCERN_CONVERTED)
+            )
         for e in events:
             if e.type == SITE_REGISTERED:
                 sites.create(

@@ -29,8 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from practice_events.scoring.periods import Period
-from projections.base import LoggedEvent, Projection
+from projections.base import LoggedEvent, Projection, Rebuilder
 from projections.rows import (
+    CachingRebuilder,
+    RowCache,
     RowSet,
     bad_request,
     check_limit,
@@ -153,6 +155,7 @@ class NeedsProjection(Projection):
             "kind TEXT NOT NULL, at TEXT NOT NULL, local_date TEXT NOT NULL, detail TEXT)"
         ),
     }
+    REBUILD_INDEXES = ()  # batches read needs by primary key only
     INDEXES: ClassVar[Mapping[str, str]] = {
         "needs_site": "CREATE INDEX IF NOT EXISTS {index} ON {needs} (site_id, submitted_at)",
         "needs_listed": "CREATE INDEX IF NOT EXISTS {index} ON {needs} (submitted_at, need_id)",
@@ -162,8 +165,27 @@ class NeedsProjection(Projection):
 
     def apply(self, tx: Tx, events: Sequence[LoggedEvent], tables: Mapping[str, str]) -> None:
         """Load the batch's needs with one query, apply the events, write each need once."""
-        needs = RowSet(tx, tables["needs"], "need_id", NEED_COLUMNS)
-        needs.preload(e.subject for e in events)
+        self._apply_batch(tx, events, tables)
+
+    def rebuilder(self, tables: Mapping[str, str]) -> Rebuilder:
+        """Keep the needs rows in memory across the batches of a rebuild (write-back)."""
+        caches = {"needs": RowCache(tables["needs"], "need_id", NEED_COLUMNS)}
+
+        def batch(tx: Tx, events: Sequence[LoggedEvent], held: Mapping[str, RowCache]) -> None:
+            self._apply_batch(tx, events, tables, held["needs"])
+
+        return CachingRebuilder(self, tables, caches, batch)
+
+    def _apply_batch(
+        self,
+        tx: Tx,
+        events: Sequence[LoggedEvent],
+        tables: Mapping[str, str],
+        cache: RowCache | None = None,
+    ) -> None:
+        needs = RowSet(tx, tables["needs"], "need_id", NEED_COLUMNS, cache)
+        if needs.needs_preload:
+            needs.preload(e.subject for e in events)
         timeline: list[dict[str, Any]] = []
         for e in events:
             kind = _kind(e.type)

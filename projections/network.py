@@ -254,6 +254,7 @@ class NetworkProjection(Projection):
             "institute_id TEXT, centre_id TEXT, PRIMARY KEY (site_id, position))"
         ),
     }
+    REBUILD_INDEXES = ("assessments_pending",)  # assessments waiting for their checklist
     INDEXES: ClassVar[Mapping[str, str]] = {
         "sites_parent": "CREATE INDEX IF NOT EXISTS {index} ON {sites} (parent_id)",
         "ancestors_site": "CREATE INDEX IF NOT EXISTS {index} ON {ancestors} (site_id)",

@@ -6,12 +6,18 @@ modules, written separately; each is included when its module exists. A
 module contributes either through a ``projections(settings)`` function
 returning its projections, or by defining :class:`~projections.base.Projection`
 subclasses (with a ``NAME``), which are built with the network's time zone.
+
+Plugin modules (``practice-events projections run --plugin MODULE``) contribute
+the same way: a deployment's own read models, run by the same runner beside
+the built-in ones. :func:`select` picks the projections one runner process
+owns (``--only``/``--exclude``), so that separate processes can split them.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -59,8 +65,15 @@ def _from_module(module: ModuleType, settings: Settings) -> list[Projection]:
     return found
 
 
-def all_projections(settings: Settings) -> list[Projection]:
-    """Return every projection this deployment runs, each once, network first."""
+def all_projections(settings: Settings, plugins: Sequence[str] = ()) -> list[Projection]:
+    """Return every projection this deployment runs, each once, network first.
+
+    ``plugins`` are importable module names whose projections come after the
+    built-in ones; a plugin projection may not reuse a built-in name (it would
+    write into another view's tracking row), so that is a configuration error.
+    """
+    from practice_events.errors import ConfigurationError
+
     chosen: list[Projection] = [
         NetworkProjection(timezone=settings.timezone),
         ClosedLoopProjection(timezone=settings.timezone),
@@ -72,7 +85,54 @@ def all_projections(settings: Settings) -> list[Projection]:
     unique: dict[str, Projection] = {}
     for projection in chosen:
         unique.setdefault(projection.NAME, projection)
+    for plugin in plugins:
+        try:
+            module = importlib.import_module(plugin)
+        except ImportError as exc:
+            msg = f"cannot import projection plugin {plugin!r}: {exc}"
+            raise ConfigurationError(msg) from exc
+        found = _from_module(module, settings)
+        if not found:
+            msg = f"projection plugin {plugin!r} defines no projection"
+            raise ConfigurationError(msg)
+        for projection in found:
+            if projection.NAME in unique:
+                msg = f"projection plugin {plugin!r} reuses the name {projection.NAME!r}"
+                raise ConfigurationError(msg)
+            unique[projection.NAME] = projection
     return list(unique.values())
+
+
+def names_list(text: str | None) -> list[str]:
+    """Split ``"a,b, c"`` into names (None or blanks: none)."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def select(
+    projections: Sequence[Projection],
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[Projection]:
+    """Return the projections one runner process owns: ``only`` these, minus ``exclude``.
+
+    Runner processes that split the projections between them (each its own
+    threads and tracking rows) are independent: a slow or failing projection
+    in one never holds back another's. An unknown name is a configuration
+    error (a typo would otherwise leave a view without a runner), and so is a
+    selection that leaves nothing to run.
+    """
+    from practice_events.errors import ConfigurationError
+
+    known = [p.NAME for p in projections]
+    unknown = [n for n in (*only, *exclude) if n not in known]
+    if unknown:
+        msg = f"no projection named {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        raise ConfigurationError(msg)
+    chosen = [p for p in projections if (not only or p.NAME in only) and p.NAME not in exclude]
+    if not chosen:
+        msg = "the selection leaves no projection to run"
+        raise ConfigurationError(msg)
+    return chosen
 
 
 def projection_named(settings: Settings, name: str) -> Projection:

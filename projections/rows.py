@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, tzinfo
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from practice_events.errors import PracticeEventsError
 from practice_events.scoring.periods import Period
+from projections.base import LoggedEvent, Projection, Rebuilder
 from projections.viewstore import Tx, ViewStore
 
 CHUNK = 500
@@ -38,7 +40,7 @@ KEY_SEPARATOR = " "
 
 def key(*parts: object) -> str:
     """Return the one-column key of a composite identity (``"V-1 S-1"``)."""
-    return KEY_SEPARATOR.join(str(p) for p in parts)
+    return KEY_SEPARATOR.join(map(str, parts))
 
 
 def utc_text(moment: datetime) -> str:
@@ -116,7 +118,7 @@ _NULL = "\\N"
 """Stands for NULL in a joined column."""
 
 
-def _column_param(kind: str, column: list[Any]) -> tuple[str, list[Any]]:
+def _column_param(kind: str, column: Sequence[Any]) -> tuple[str, list[Any]]:
     """Return ``(sql, parameters)`` passing one column of a batch as a typed array.
 
     The values are joined into one text that ``string_to_array`` splits on the
@@ -154,8 +156,27 @@ def _pg_types(tx: Tx, table: str, columns: Sequence[str]) -> dict[str, str]:
     return types
 
 
+def _values(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Return each row's values in the order of ``columns`` (None for a column it lacks).
+
+    ``itemgetter`` picks a whole row in C; a row without some column (a
+    caller's partial dict) takes the slow path.
+    """
+    if len(columns) == 1:
+        return [(row.get(columns[0]),) for row in rows]
+    pick = itemgetter(*columns)
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    for row in rows:
+        try:
+            append(pick(row))
+        except KeyError:
+            append(tuple(row.get(c) for c in columns))
+    return out
+
+
 def _insert_many(
-    tx: Tx, table: str, columns: Sequence[str], values: list[list[Any]], tail: str
+    tx: Tx, table: str, columns: Sequence[str], values: Sequence[Sequence[Any]], tail: str
 ) -> None:
     """Insert ``values`` (rows of ``columns``) with ``tail`` (an ``ON CONFLICT`` clause).
 
@@ -176,8 +197,8 @@ def _insert_many(
     types = _pg_types(tx, table, columns)
     parts: list[str] = []
     params: list[Any] = []
-    for index, column in enumerate(columns):
-        sql, values_of_column = _column_param(types[column], [row[index] for row in values])
+    for column, of_column in zip(columns, zip(*values, strict=True), strict=True):
+        sql, values_of_column = _column_param(types[column], of_column)
         parts.append(sql)
         params.extend(values_of_column)
     tx.execute(f"{head}SELECT * FROM unnest({', '.join(parts)}) {tail}", params)
@@ -201,7 +222,7 @@ def upsert_rows(
         tx,
         table,
         columns,
-        [[row.get(c) for c in columns] for row in rows],
+        _values(rows, columns),
         f"ON CONFLICT ({', '.join(conflict)}) {action}",
     )
 
@@ -218,7 +239,7 @@ def insert_new(
         tx,
         table,
         columns,
-        [[row.get(c) for c in columns] for row in rows],
+        _values(rows, columns),
         f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING",
     )
 
@@ -350,6 +371,140 @@ def day_text(day: date) -> str:
     return day.isoformat()
 
 
+DEFAULT_CACHE_ROWS = 100_000
+"""Rows one :class:`RowCache` holds before it writes them all and starts afresh.
+
+About 2 KB per row (a ledger session, 28 columns): ~200 MB for the largest
+table at most, and the demo district's million events fit a whole rebuild
+of the ledger's volunteers and most of its sessions."""
+
+
+class RowCache:
+    """Rows of one table kept in memory across the batches of a rebuild (write-back).
+
+    A rebuild (and an audit replay) writes into tables nobody else writes,
+    which it created empty. Everything in them went through this cache, so
+    it knows without asking the database which rows exist: the rows it holds,
+    and those it wrote and later let go (:attr:`stored`), the only ones it
+    ever reads back. A batch's :class:`RowSet` then finds its rows here instead
+    of loading them, and a row changed by many batches (a volunteer's totals,
+    a session from check-in to points) is written once, not once per batch.
+
+    Changed rows are written when the cache holds more than ``max_rows``
+    (then it lets every row go and starts afresh: rows that are still in use
+    come back with the next batch's preload) and by :meth:`flush`, which the
+    rebuild calls before it reads the tables or swaps them in. ``group``
+    names a column by which :meth:`flush_groups` writes a subset of the
+    changed rows (the ledger's sessions of some volunteers, before it
+    queries them).
+
+    Not for live views: another runner may change a live table between two
+    batches. After an error a cache is in an unknown state; the rebuild that
+    owns it starts again from empty tables.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        key_column: str,
+        columns: Sequence[str],
+        *,
+        group: str | None = None,
+        max_rows: int = DEFAULT_CACHE_ROWS,
+    ) -> None:
+        self.table = table
+        self.key_column = key_column
+        self.columns = tuple(columns)
+        self.group = group
+        self.max_rows = max_rows
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.dirty: set[str] = set()
+        self.stored: set[str] = set()
+        """Keys written to the table: only these can be there without being held here."""
+        self.dirty_groups: dict[str, set[str]] = {}
+        """Changed keys by their ``group`` value (when there is a group column)."""
+        self.evicted = False
+        """Whether rows were let go: only then can a row be in the table and not here."""
+
+    def mark(self, row_key: str, row: Mapping[str, Any]) -> None:
+        """Record that ``row`` (held here) has changed and must be written.
+
+        The ``group`` column of a row must never change (a session's volunteer).
+        """
+        if row_key in self.dirty:
+            return
+        self.dirty.add(row_key)
+        if self.group is not None:
+            group = str(row[self.group])
+            keys = self.dirty_groups.get(group)
+            if keys is None:
+                self.dirty_groups[group] = {row_key}
+            else:
+                keys.add(row_key)
+
+    def settle(self, tx: Tx) -> None:
+        """End of a batch: write everything and start afresh if the cache is over its size."""
+        if len(self.rows) > self.max_rows:
+            self.flush(tx)
+            self.rows.clear()
+            self.evicted = True
+
+    def flush(self, tx: Tx) -> None:
+        """Write every changed row (in key order); the rows stay held, unchanged."""
+        self._write(tx, self.dirty)
+        self.dirty.clear()
+        self.dirty_groups.clear()
+
+    def flush_groups(self, tx: Tx, values: Iterable[str]) -> None:
+        """Write the changed rows whose ``group`` column is one of ``values``."""
+        keys: set[str] = set()
+        for value in values:
+            keys |= self.dirty_groups.pop(value, set())
+        if keys:
+            self._write(tx, keys)
+            self.dirty -= keys
+
+    def _write(self, tx: Tx, keys: Collection[str]) -> None:
+        if not keys:
+            return
+        upsert_rows(
+            tx, self.table, self.columns, [self.key_column], [self.rows[k] for k in sorted(keys)]
+        )
+        self.stored.update(keys)
+
+
+class CachingRebuilder(Rebuilder):
+    """A rebuild whose batches keep the rows of some tables in :class:`RowCache` s.
+
+    ``batch(tx, events, caches)`` applies one batch the way the projection's
+    ``apply`` does, with its :class:`RowSet` s built on ``caches`` (by logical
+    table name); after each batch every cache may write and let go of its rows
+    (:meth:`RowCache.settle`), and :meth:`flush` writes what they hold.
+    """
+
+    def __init__(
+        self,
+        projection: Projection,
+        tables: Mapping[str, str],
+        caches: Mapping[str, RowCache],
+        batch: Callable[[Tx, Sequence[LoggedEvent], Mapping[str, RowCache]], None],
+    ) -> None:
+        super().__init__(projection, tables)
+        self.caches = caches
+        self.batch = batch
+
+    def apply(self, tx: Tx, events: Sequence[LoggedEvent]) -> None:
+        """Apply a batch on the cached rows."""
+        self.batch(tx, events, self.caches)
+        for cache in self.caches.values():
+            cache.settle(tx)
+
+    def flush(self, tx: Tx) -> None:
+        """Write every changed row the caches hold."""
+        for cache in self.caches.values():
+            cache.flush(tx)
+
+
 class RowSet:
     """The rows of one table that a batch touches: loaded once, changed in place, written once.
 
@@ -358,53 +513,93 @@ class RowSet:
     that keeps the projection correct; the preload keeps it fast). ``mutate``
     and ``create`` mark a row for writing; :meth:`write` upserts every marked
     row with one ``executemany``.
+
+    With a :class:`RowCache` (a rebuild), rows come from the cache and stay
+    there: a key the cache neither holds nor ever wrote has no row (no query),
+    and :meth:`write` leaves the writing to the cache.
     """
 
-    def __init__(self, tx: Tx, table: str, key_column: str, columns: Sequence[str]) -> None:
+    def __init__(
+        self,
+        tx: Tx,
+        table: str,
+        key_column: str,
+        columns: Sequence[str],
+        cache: RowCache | None = None,
+    ) -> None:
         self.tx = tx
         self.table = table
         self.key_column = key_column
         self.columns = tuple(columns)
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.cache = cache
+        self.rows: dict[str, dict[str, Any]] = cache.rows if cache is not None else {}
         self.known: set[str] = set()
         self.dirty: set[str] = set()
 
+    @property
+    def needs_preload(self) -> bool:
+        """Whether :meth:`preload` may have anything to load (with a cache: after evictions)."""
+        return self.cache is None or self.cache.evicted
+
+    def _missing(self, keys: Iterable[str]) -> set[str]:
+        """The keys whose rows must be read from the table."""
+        if self.cache is None:
+            known = self.known
+            return {k for k in keys if k not in known}
+        rows, stored = self.rows, self.cache.stored
+        return {k for k in keys if k in stored and k not in rows}
+
     def preload(self, keys: Iterable[str]) -> None:
         """Load every row of ``keys`` not loaded yet, with one query per chunk."""
-        missing = {k for k in keys if k not in self.known}
+        missing = self._missing(keys)
         if not missing:
             return
         self.rows.update(load_rows(self.tx, self.table, self.key_column, missing))
-        self.known |= missing
+        if self.cache is None:
+            self.known |= missing
 
     def get(self, row_key: str) -> dict[str, Any] | None:
         """Return the row (loading it if no preload predicted it), or None."""
-        if row_key not in self.known:
+        row = self.rows.get(row_key)
+        if row is None:
             self.preload([row_key])
-        return self.rows.get(row_key)
+            row = self.rows.get(row_key)
+        return row
 
     def mutate(self, row_key: str) -> dict[str, Any] | None:
         """Return the row for changing (it will be written), or None if there is none."""
         row = self.get(row_key)
         if row is not None:
-            self.dirty.add(row_key)
+            if self.cache is None:
+                self.dirty.add(row_key)
+            else:
+                self.cache.mark(row_key, row)
         return row
 
     def create(self, row_key: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """Create (or replace) a row from ``values``; columns not given are NULL."""
-        row = {c: values.get(c) for c in self.columns}
+        row: dict[str, Any] = dict.fromkeys(self.columns)
+        row.update(values)
+        if len(row) != len(self.columns):  # names that are not columns: leave them out
+            row = {c: values.get(c) for c in self.columns}
         row[self.key_column] = row_key
         self.rows[row_key] = row
-        self.known.add(row_key)
-        self.dirty.add(row_key)
+        if self.cache is None:
+            self.known.add(row_key)
+            self.dirty.add(row_key)
+        else:
+            self.cache.mark(row_key, row)
         return row
 
-    def loaded(self) -> list[dict[str, Any]]:
-        """Return every row loaded or created so far."""
-        return list(self.rows.values())
+    def rows_of(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """Return the rows (loaded or created) of ``keys`` that exist."""
+        rows = self.rows
+        return [rows[k] for k in keys if k in rows]
 
     def write(self) -> None:
-        """Upsert every changed row, once, in key order (deterministic statements)."""
+        """Upsert every changed row, once, in key order (with a cache: the cache writes)."""
+        if self.cache is not None:
+            return
         upsert_rows(
             self.tx,
             self.table,
@@ -413,3 +608,12 @@ class RowSet:
             [self.rows[k] for k in sorted(self.dirty)],
         )
         self.dirty.clear()
+
+    def write_groups(self, values: Iterable[str]) -> None:
+        """Make the table current for rows whose cache ``group`` is one of ``values``.
+
+        Before a query that reads those rows from the table: without a cache,
+        :meth:`write` has written them already.
+        """
+        if self.cache is not None:
+            self.cache.flush_groups(self.tx, values)

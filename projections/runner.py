@@ -16,68 +16,142 @@ projection and commits the view rows and the new tracking position together.
   library's ``wait()`` with topic filters).
 * :meth:`BatchedRunner.wait` is a condition-variable wait in-process (no
   100 ms sleep), with a short polling fallback across processes.
+* A store that is away (PostgreSQL restarting or unreachable, a lock or
+  disk-full error) is not a failure: the projection reports ``retrying``
+  with the error, backs off (capped, doubling) and resumes from its tracking
+  position once the store answers, so nothing is skipped or applied twice.
+  Only other errors (a bug met on one event) stop it (see :func:`is_transient`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import orjson
 import structlog
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 
 from practice_events.application import PracticeEvents
-from projections.base import LoggedEvent, Projection
-from projections.viewstore import ViewStore
+from practice_events.errors import TransientError
+from projections.base import LoggedEvent, Projection, Rebuilder
+from projections.logrows import LogRow, log_rows
+from projections.viewstore import Tx, ViewStore
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_BATCH = 2000
 
+RETRY_INITIAL_SECONDS = 0.1
+"""First pause before a projection tries again after a transient store error."""
+
+RETRY_MAX_SECONDS = 5.0
+"""Longest pause between attempts while the store stays away."""
+
+SQLITE_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "disk i/o error",
+    "unable to open database file",
+)
+"""SQLite ``OperationalError`` messages that describe the file or the disk, not the SQL."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether ``exc`` means "the store is away for now" (retry) rather than a bug (stop).
+
+    Connection-level errors of PostgreSQL (``psycopg.OperationalError`` and
+    ``InterfaceError``: refused or dropped connections, administrator
+    shutdown, lock timeouts, a full disk, pool time-outs) and their
+    eventsourcing wrappers are transient. SQLite raises ``OperationalError``
+    for a locked or full database and for bad SQL alike, so only the
+    messages of :data:`SQLITE_TRANSIENT` count there: a projection whose SQL
+    is wrong must stop with its failing event, not retry forever.
+    """
+    import psycopg
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TransientError | psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        if isinstance(current, sqlite3.OperationalError):
+            text = str(current).lower()
+            return any(message in text for message in SQLITE_TRANSIENT)
+        if isinstance(current, sqlite3.InterfaceError):
+            return False
+        nxt = current.__cause__ or current.__context__
+        if nxt is None and isinstance(current, OperationalError | InterfaceError):
+            return True  # raised by the library itself (a pool time-out), not by a driver
+        current = nxt
+    return False
+
 
 class LogReader:
-    """Reads the notification log and decodes stored JSON into :class:`LoggedEvent`."""
+    """Reads the notification log and decodes stored JSON into :class:`LoggedEvent`.
+
+    Pages come from :mod:`projections.logrows` (our own SQL: a walk of the
+    primary key, plain tuples); each state is decrypted and decompressed
+    when the application's cipher and compressor are on, then decoded with
+    ``orjson``.
+    """
 
     def __init__(self, app: PracticeEvents) -> None:
         self.app = app
         self.recorder = app.recorder
         self.cipher = app.mapper.cipher
         self.compressor = app.mapper.compressor
+        self.rows = log_rows(app)
 
     def head(self) -> int:
         """Return the last position of the log (0 when empty)."""
         return self.app.last_position()
 
     def decode(self, n: Notification) -> LoggedEvent:
-        """Decode one notification (decrypting and decompressing if configured)."""
-        state = n.state
-        if self.cipher is not None:
-            state = self.cipher.decrypt(state)
-        if self.compressor is not None:
-            state = self.compressor.decompress(state)
-        obj = orjson.loads(state)
-        meta = obj.get("meta") or {}
-        recorded = datetime.fromisoformat(obj["timestamp"])
-        occurred_text = meta.get("time")
-        occurred = datetime.fromisoformat(occurred_text) if occurred_text else recorded
-        originator = n.originator_id
-        return LoggedEvent(
-            position=n.id,
-            type=n.topic,
-            aggregate_id=originator if isinstance(originator, UUID) else UUID(str(originator)),
-            version=n.originator_version,
-            subject=str(meta.get("subject", "")),
-            time=occurred,
-            recorded_at=recorded,
-            data=obj.get("data") or {},
-            meta=meta,
-        )
+        """Decode one library notification (decrypting and decompressing if configured)."""
+        return self.decode_rows([(n.id, n.originator_id, n.originator_version, n.topic, n.state)])[
+            0
+        ]
+
+    def decode_rows(self, rows: Iterable[LogRow]) -> list[LoggedEvent]:
+        """Decode rows of the log (decrypting and decompressing if configured).
+
+        One loop with its names bound locally: it runs for every event a
+        projection or a replay reads.
+        """
+        cipher, compressor = self.cipher, self.compressor
+        loads, parse, event = orjson.loads, datetime.fromisoformat, LoggedEvent
+        out: list[LoggedEvent] = []
+        append = out.append
+        for position, originator, version, topic, stored in rows:
+            state = stored if cipher is None else cipher.decrypt(stored)
+            if compressor is not None:
+                state = compressor.decompress(state)
+            obj = loads(state)
+            meta = obj.get("meta") or {}
+            stamp = obj["timestamp"]
+            occurred = meta.get("time")
+            append(
+                event(
+                    position,
+                    topic,
+                    originator,
+                    version,
+                    str(meta.get("subject", "")),
+                    parse(occurred or stamp),
+                    stamp,
+                    obj.get("data") or {},
+                    meta,
+                )
+            )
+        return out
 
     def read(
         self,
@@ -87,10 +161,7 @@ class LogReader:
         stop: int | None = None,
     ) -> list[LoggedEvent]:
         """Return up to ``limit`` events after position ``after`` (up to ``stop``)."""
-        page = self.recorder.select_notifications(
-            start=after, limit=limit, stop=stop, topics=topics, inclusive_of_start=False
-        )
-        return [self.decode(n) for n in page]
+        return self.decode_rows(self.rows.page(after, limit, stop, topics))
 
 
 @dataclass
@@ -103,6 +174,8 @@ class ProjectionState:
     status: str = "starting"
     error: str | None = None
     failed_position: int | None = None
+    retries: int = 0
+    """Attempts that met a transient store error since the last success."""
     last_batch_at: float = field(default_factory=time.monotonic)
     caught_up_at: float | None = None
 
@@ -259,18 +332,62 @@ class BatchedRunner:
     def _loop(self, name: str) -> None:
         state = self.states[name]
         state.status = "running"
+        delay = RETRY_INITIAL_SECONDS
         bound = structlog.contextvars.bound_contextvars(projection=name)
         with bound:
             while not self._stop.is_set():
                 try:
                     applied = self.run_once(name)
                 except Exception as exc:  # noqa: BLE001 - a failing projection stops alone
-                    self._fail(name, exc)
-                    return
+                    if not is_transient(exc):
+                        self._fail(name, exc)
+                        return
+                    self._retry_later(state, exc, delay)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+                    continue
+                if state.status == "retrying":
+                    self._recovered(state)
+                delay = RETRY_INITIAL_SECONDS
                 if applied == 0 and state.position >= state.head_seen:
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
         state.status = "stopped"
+
+    def _retry_later(self, state: ProjectionState, exc: Exception, delay: float) -> None:
+        """Report ``retrying`` with the store's error and pause (interruptibly) before retrying.
+
+        Nothing of the failed batch was committed (its view transaction rolled
+        back), so the next attempt starts again from the tracking position.
+        """
+        with self._cond:
+            state.status = "retrying"
+            state.error = f"{type(exc).__name__}: {exc}".strip()
+            state.retries += 1
+            self._cond.notify_all()
+        if state.retries == 1 or state.retries % 20 == 0:
+            log.warning(
+                "projection_store_unavailable",
+                projection=state.name,
+                position=state.position,
+                attempt=state.retries,
+                retry_in_s=round(delay, 2),
+                error=state.error,
+            )
+        self._stop.wait(delay)
+
+    def _recovered(self, state: ProjectionState) -> None:
+        """Back to ``running`` after the store answered again."""
+        log.info(
+            "projection_store_recovered",
+            projection=state.name,
+            position=state.position,
+            attempts=state.retries,
+        )
+        with self._cond:
+            state.status = "running"
+            state.error = None
+            state.retries = 0
+            self._cond.notify_all()
 
     def _fail(self, name: str, exc: Exception) -> None:
         """Find the failing event (one by one), record it, and stop this projection."""
@@ -396,28 +513,135 @@ def rebuild(
     The new tables are built with the suffix ``__rebuild`` while the live ones
     keep serving; at the end, in one transaction, the live tables are dropped,
     the new ones renamed, and the tracking position set. Returns the position
-    the rebuilt view reached.
+    the rebuilt view reached (see :func:`rebuild_together`).
+    """
+    done = rebuild_together(
+        app, views, [projection], batch_size=batch_size, stop=stop, progress=progress
+    )
+    return done[0].position
+
+
+@dataclass
+class Rebuilt:
+    """What a rebuild did for one projection."""
+
+    name: str
+    position: int = 0
+    """The position the rebuilt view reached (its tracking position after the swap)."""
+    events: int = 0
+    """Events of the projection's types applied."""
+    seconds: float = 0.0
+    """Time spent applying them, writing what was held and swapping, plus a share of the
+    time spent reading the log, proportional to the events (all of it when rebuilt alone)."""
+
+
+def rebuild_together(
+    app: PracticeEvents,
+    views: ViewStore,
+    projections: Sequence[Projection],
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    stop: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Rebuilt]:
+    """Rebuild projections with one pass over the log, then swap each in (blue/green).
+
+    Each projection's new tables are built with the suffix ``__rebuild``
+    while the live ones keep serving. The log is read once, in pages of the
+    types any of them reads, and each page is decoded once and handed to
+    every projection (its own types) in one view transaction: rebuilding
+    all six read the log six times, 1.1 times its length, before. Then, one
+    projection after the other and each in one transaction: take its
+    tracking lock, catch up with what arrived meanwhile, drop its live
+    tables, rename the new ones, set its tracking position.
+
+    The batches go through each projection's :meth:`~Projection.rebuilder`,
+    which may hold rows in memory across batches (the new tables are empty at
+    the start and nobody else writes them); what it holds is written before
+    the swaps. On PostgreSQL the transactions that fill the new tables do not
+    wait for their commit to reach the disk (:func:`scratch_transaction`).
     """
     reader = LogReader(app)
     suffix = "__rebuild"
-    live = projection.table_names()
-    scratch = projection.table_names(suffix)
+    chosen = list(projections)
+    done = {p.NAME: Rebuilt(p.NAME) for p in chosen}
+    clock = time.perf_counter
     with views.transaction() as tx:
-        projection.drop(tx, suffix)
-        projection.create(tx, suffix)
+        for projection in chosen:
+            projection.drop(tx, suffix)
+            projection.create(tx, suffix, indexes=projection.REBUILD_INDEXES)
+    builders = {p.NAME: p.rebuilder(p.table_names(suffix)) for p in chosen}
+    own = {p.NAME: frozenset(p.TOPICS) for p in chosen}
+    # The types to read: a projection without a topic filter reads every type.
+    wanted: tuple[str, ...] = (
+        tuple(sorted(frozenset().union(*own.values()))) if all(own.values()) else ()
+    )
+    alone = len(chosen) == 1
     position = 0
+    reading = 0.0
     target = stop if stop is not None else reader.head()
     while position < target:
-        events = reader.read(position, batch_size, projection.TOPICS, stop=target)
-        if not events:
-            position = target
+        started = clock()
+        page = reader.read(position, batch_size, wanted, stop=target)
+        reading += clock() - started
+        if not page:
             break
+        applied = 0
         with views.transaction() as tx:
-            projection.apply(tx, events, scratch)
-        position = events[-1].position
+            scratch_transaction(tx)
+            for name, builder in builders.items():
+                topics = own[name]
+                mine = page if alone or not topics else [e for e in page if e.type in topics]
+                if mine:
+                    started = clock()
+                    builder.apply(tx, mine)
+                    done[name].seconds += clock() - started
+                    done[name].events += len(mine)
+                    applied += len(mine)
+        position = page[-1].position
         if progress is not None:
-            progress(len(events))
-    # Catch up with what arrived meanwhile, then swap in one transaction.
+            progress(applied)
+    position = target
+    # What the rebuilders hold, written before the swaps take the tracking locks.
+    with views.transaction() as tx:
+        scratch_transaction(tx)
+        for name, builder in builders.items():
+            started = clock()
+            builder.flush(tx)
+            done[name].seconds += clock() - started
+    for projection in chosen:
+        started = clock()
+        done[projection.NAME].position = _swap(
+            reader,
+            views,
+            projection,
+            builders[projection.NAME],
+            position=position,
+            batch_size=batch_size,
+            stop=stop,
+        )
+        done[projection.NAME].seconds += clock() - started
+    applied_in_all = sum(r.events for r in done.values())
+    for result in done.values():
+        share = result.events / applied_in_all if applied_in_all else 1 / len(done)
+        result.seconds += reading * share
+    return [done[p.NAME] for p in chosen]
+
+
+def _swap(
+    reader: LogReader,
+    views: ViewStore,
+    projection: Projection,
+    builder: Rebuilder,
+    *,
+    position: int,
+    batch_size: int,
+    stop: int | None,
+) -> int:
+    """Catch a rebuilt projection up with what arrived meanwhile and swap it in; its position."""
+    suffix = "__rebuild"
+    live = projection.table_names()
+    scratch = projection.table_names(suffix)
     with views.transaction() as tx:
         views.lock_position(tx, projection.NAME)
         head = stop if stop is not None else reader.head()
@@ -425,8 +649,9 @@ def rebuild(
             events = reader.read(position, batch_size, projection.TOPICS, stop=head)
             if not events:
                 break
-            projection.apply(tx, events, scratch)
+            builder.apply(tx, events)
             position = events[-1].position
+        builder.flush(tx)
         position = max(position, head)
         projection.drop(tx)
         for index in projection.index_names(suffix).values():
@@ -436,6 +661,21 @@ def rebuild(
         projection.create_indexes(tx, "", live)
         views.set_position(tx, projection.NAME, position, datetime.now(UTC).isoformat())
     return position
+
+
+def scratch_transaction(tx: Tx) -> None:
+    """Let a transaction that only fills scratch tables commit without waiting for the disk.
+
+    PostgreSQL: ``synchronous_commit = off`` for this transaction alone. A
+    crash can then lose the last few hundred milliseconds of acknowledged
+    commits, never consistency (WAL still orders everything). Scratch tables
+    are safe to lose: nobody reads them until the swap, which commits
+    synchronously (and thereby flushes all the WAL written before it), and a
+    rebuild or replay that did not finish starts again from empty tables.
+    SQLite views already commit with ``synchronous=NORMAL``: nothing to do.
+    """
+    if tx.dialect == "postgres":
+        tx.execute("SET LOCAL synchronous_commit = off")
 
 
 def runner_projection_names(runner: BatchedRunner) -> list[str]:

@@ -40,6 +40,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import structlog
+from eventsourcing.persistence import IntegrityError
 
 from practice_events.application import PracticeEvents
 from practice_events.contracts.base import CATALOGUE
@@ -48,7 +49,8 @@ from practice_events.domain.base import NAMESPACE, SYSTEM_SOURCE, aggregate_id
 from practice_events.domain.calendar import WorkingCalendar
 from practice_events.domain.finding import Finding
 from practice_events.domain.sla import SlaPolicy
-from practice_events.ingest.pipeline import Pipeline
+from practice_events.errors import TransientError
+from practice_events.ingest.pipeline import BatchResult, Pipeline
 from projections.closed_loop import ClosedLoopProjection, overdue_candidates
 from projections.network import utc_text
 from projections.runner import BatchedRunner
@@ -268,21 +270,59 @@ class OverdueScheduler:
         candidates, events = self.plan(moment)
         result = SchedulerResult(candidates=candidates)
         for start in range(0, len(events), EMIT_BATCH):
-            batch = self.pipeline.process(events[start : start + EMIT_BATCH])
-            result.last_position = max(result.last_position, batch.last_position)
-            for outcome in batch.outcomes:
-                if outcome.status == "accepted":
-                    result.emitted += 1
-                elif outcome.status == "duplicate":
-                    result.duplicates += 1
-                else:
-                    result.rejected += 1
-                    result.rejections.append(outcome.as_dict())
+            self._emit(events[start : start + EMIT_BATCH], result)
         if events:
             log.info("overdue_scheduler_pass", at=moment.isoformat(), **result.as_dict())
         for rejection in result.rejections:
             log.warning("overdue_event_refused", **rejection)
         return result
+
+    def _emit(self, events: list[IncomingEvent], result: SchedulerResult) -> None:
+        """Send one batch; if it keeps conflicting, send it a finding at a time.
+
+        While producers keep writing to the same findings (sustained ingestion,
+        a backlog of overdue findings), a batch of hundreds of them conflicts
+        with some concurrent commit on every attempt, and the whole pass failed
+        every interval. One finding's events at a time leave a conflict window
+        of one aggregate; a finding that still conflicts waits for the next
+        pass (its events have deterministic ids, so nothing is emitted twice).
+        A store that is away ends the pass as before.
+        """
+        try:
+            self._count(self.pipeline.process(events), result)
+            return
+        except TransientError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+        by_finding: dict[str, list[IncomingEvent]] = {}
+        for event in events:
+            by_finding.setdefault(event.subject, []).append(event)
+        skipped = 0
+        for group in by_finding.values():
+            try:
+                self._count(self.pipeline.process(group), result)
+            except TransientError as exc:
+                if not isinstance(exc.__cause__, IntegrityError):
+                    raise
+                skipped += 1
+        log.info(
+            "overdue_scheduler_contended",
+            findings=len(by_finding),
+            deferred=skipped,
+            hint="findings busy with concurrent writes are tried again next pass",
+        )
+
+    @staticmethod
+    def _count(batch: BatchResult, result: SchedulerResult) -> None:
+        result.last_position = max(result.last_position, batch.last_position)
+        for outcome in batch.outcomes:
+            if outcome.status == "accepted":
+                result.emitted += 1
+            elif outcome.status == "duplicate":
+                result.duplicates += 1
+            else:
+                result.rejected += 1
+                result.rejections.append(outcome.as_dict())
 
     def run(self, stop: threading.Event, interval: float = 60.0) -> None:
         """Scan every ``interval`` seconds until ``stop`` is set (errors are logged, retried)."""

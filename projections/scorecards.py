@@ -428,6 +428,7 @@ class ScorecardsProjection(Projection):
             "PRIMARY KEY (unit_id, period, model_id, model_version))"
         ),
     }
+    REBUILD_INDEXES = ()  # batches read rows by primary key only
     INDEXES: ClassVar[Mapping[str, str]] = {
         "activities_site_month": (
             "CREATE INDEX IF NOT EXISTS {index} ON {activities} (site_id, month)"

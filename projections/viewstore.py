@@ -9,11 +9,22 @@ Where views are kept, by default:
 
 * SQLite store ``sqlite:///var/pe.db`` -> views in ``var/pe.views.db`` (a
   separate file, so projection writes never wait for ingest writes);
-* PostgreSQL -> schema ``practice_views`` of the same database.
+* PostgreSQL -> schema ``practice_views`` of the same database (``<schema>_views``
+  for a store in a schema of its own, ``?schema=NAME``).
+
+On SQLite every write transaction first takes an exclusive ``flock`` on
+``<views file>.lock``, then SQLite's own write lock. SQLite's busy handler
+polls (up to 100 ms between attempts), so a runner that commits batch after
+batch back to back (a slow projection, a long catch-up) can starve the
+writers of other threads and processes until their 30 s timeout ends in
+"database is locked". The kernel wakes ``flock`` waiters as soon as the lock
+is released, so each waiting writer gets its turn after at most one batch
+of the busy one.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -22,6 +33,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -151,22 +167,42 @@ class ViewStore:
             )
         return self._pg_pool
 
+    def _write_lock(self) -> int | None:
+        """This thread's descriptor of ``<views file>.lock`` (None in memory or off POSIX).
+
+        One descriptor per thread: ``flock`` locks belong to an open file
+        description, so threads of one process exclude each other too.
+        """
+        if fcntl is None or self.path == ":memory:":
+            return None
+        fd: int | None = getattr(self._local, "lock_fd", None)
+        if fd is None:
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._local.lock_fd = fd
+        return fd
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """Open a read-write transaction; commit on success, roll back on error."""
         if self.dialect == "sqlite":
             conn = self._sqlite()
+            lock = self._write_lock()
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # fair turns between writers (module doc)
             cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(cur, "sqlite")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Tx(cur, "sqlite")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                else:
+                    conn.execute("COMMIT")
             finally:
                 cur.close()
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
             return
         with self._pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield Tx(cur, "postgres")
@@ -197,6 +233,10 @@ class ViewStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        lock_fd = getattr(self._local, "lock_fd", None)
+        if lock_fd is not None:
+            os.close(lock_fd)
+            self._local.lock_fd = None
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -269,10 +309,21 @@ class ViewStore:
 
 
 def default_view_url(store_url: str) -> str:
-    """Derive the view store URL from the event store URL (see the module docstring)."""
+    """Derive the view store URL from the event store URL (see the module docstring).
+
+    A store in its own PostgreSQL schema (``?schema=wly``, one per shard of a
+    deployment sharded by district) keeps its views in ``<schema>_views``, so
+    that the shards of one database never share, and overwrite, each other's
+    views.
+    """
     parsed = urlparse(store_url)
     if parsed.scheme == "sqlite":
         path = parsed.path
         base = path[:-3] if path.endswith(".db") else path
         return f"sqlite://{base}.views.db"
+    query = parse_qs(parsed.query)
+    schema = query.get("schema", ["public"])[0]
+    if schema != "public" and "views_schema" not in query:
+        extra = f"views_schema={schema}_views"
+        return parsed._replace(query=f"{parsed.query}&{extra}" if parsed.query else extra).geturl()
     return store_url

@@ -36,6 +36,7 @@ from projections.registry import all_projections
 from projections.runner import BatchedRunner
 from projections.viewstore import ViewStore, default_view_url
 from tests.factories_api import LiveServer, live_server
+from tests.harness import PLAIN_HTTP
 
 PERIOD = "2025-01"
 """The month the demo district's history covers."""
@@ -84,7 +85,7 @@ class ReadApiEnv:
         sent = dict(headers)
         if role is not None:
             sent["Authorization"] = f"Bearer {self.tokens[role]}"
-        return httpx.Client(base_url=self.url, headers=sent, timeout=60)
+        return httpx.Client(base_url=self.url, headers=sent, timeout=60, verify=PLAIN_HTTP)
 
     def get(self, role: str | None, path: str, **headers: str) -> httpx.Response:
         """GET ``path`` as ``role``."""

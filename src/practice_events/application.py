@@ -74,8 +74,19 @@ class PracticeEvents(Application[UUID]):
     }
 
     def construct_recorder(self) -> ProcessRecorder:
-        """Use the store's process recorder, so tracking rows share the transaction."""
-        return self.factory.process_recorder()
+        """Use the store's process recorder, so tracking rows share the transaction.
+
+        The recorder protects refused payloads with the mapper's cipher and
+        compressor, so a rejection holds no more clear text than an event.
+        """
+        from practice_events.store.records import PayloadCodec
+
+        recorder = self.factory.process_recorder()
+        if self.mapper.cipher is not None or self.mapper.compressor is not None:
+            cast(Any, recorder).payload_codec = PayloadCodec(
+                self.mapper.cipher, self.mapper.compressor
+            )
+        return recorder
 
     @property
     def store(self) -> StoreRecorderProtocol:

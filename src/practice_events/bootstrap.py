@@ -17,6 +17,7 @@ from practice_events.domain.base import DomainContext
 
 if TYPE_CHECKING:
     from practice_events.ingest.pipeline import Pipeline
+    from practice_events.ingest.processor import BatchProcessor
 
 
 def domain_config(settings: Settings) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def application_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing environment for the configured store."""
     env = store_env(settings.store)
     if settings.cipher_key is not None:
-        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+        env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
         env["CIPHER_KEY"] = settings.cipher_key.get_secret_value()
     if settings.compress:
         env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
@@ -84,15 +85,60 @@ def build_app(settings: Settings) -> PracticeEvents:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def build_pipeline(settings: Settings, app: PracticeEvents | None = None) -> Pipeline:
-    """Build the ingest pipeline over ``app`` (opened from settings if not given)."""
+def pipeline_options(settings: Settings) -> dict[str, Any]:
+    """The settings a pipeline takes (shared by :func:`build_pipeline` and shard pipelines)."""
     from datetime import timedelta
 
+    return {
+        "cache_size": settings.aggregate_cache_size,
+        "max_future_skew": timedelta(seconds=settings.max_future_skew_seconds),
+        "max_past_skew": timedelta(seconds=settings.max_past_skew_seconds),
+        "earliest_time": settings.earliest_event_time,
+    }
+
+
+def build_pipeline(settings: Settings, app: PracticeEvents | None = None) -> Pipeline:
+    """Build the ingest pipeline over ``app`` (opened from settings if not given)."""
     from practice_events.ingest.pipeline import Pipeline
 
     return Pipeline(
-        app or build_app(settings),
-        build_context(settings),
-        cache_size=settings.aggregate_cache_size,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+        app or build_app(settings), build_context(settings), **pipeline_options(settings)
     )
+
+
+def build_ingest(settings: Settings, app: PracticeEvents | None = None) -> BatchProcessor:
+    """Build what the ingestion channels write through: one pipeline, or a shard router.
+
+    Without ``PRACTICE_EVENTS_SHARDS`` this is :func:`build_pipeline`. With it,
+    each shard gets its own store and pipeline (``app``, when given, is the
+    default shard's store, the one ``PRACTICE_EVENTS_STORE`` names); the router
+    opens the others and closes them in ``close()``.
+    """
+    if not settings.shards:
+        return build_pipeline(settings, app)
+    from practice_events.shards.router import ShardPipeline, ShardRouter
+    from practice_events.shards.routing import ShardMap
+
+    shard_map = ShardMap.from_settings(settings)
+    ctx = build_context(settings)
+    pipelines: dict[str, Pipeline] = {}
+    owned: list[PracticeEvents] = []
+    try:
+        for shard in shard_map.shards:
+            if shard.default and app is not None:
+                shard_app = app
+            else:
+                shard_app = build_app(settings.model_copy(update={"store": shard.url}))
+                owned.append(shard_app)
+            pipelines[shard.name] = ShardPipeline(
+                shard_app,
+                ctx,
+                shard_map=shard_map,
+                shard=shard.name,
+                **pipeline_options(settings),
+            )
+    except BaseException:
+        for opened in owned:
+            opened.close()
+        raise
+    return ShardRouter(shard_map, pipelines, owned=owned)

@@ -78,7 +78,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 def cmd_ingest_file(args: argparse.Namespace) -> int:
     """Ingest a CloudEvents JSON Lines file through the pipeline."""
-    from practice_events.bootstrap import build_app, build_pipeline
+    from practice_events.bootstrap import build_app, build_ingest
     from practice_events.ingest.files import ingest_file
 
     settings = _settings(args)
@@ -88,14 +88,17 @@ def cmd_ingest_file(args: argparse.Namespace) -> int:
         raise ConfigurationError(msg)
     app = build_app(settings)
     try:
-        pipeline = build_pipeline(settings, app)
-        summary = ingest_file(
-            pipeline,
-            path,
-            batch_size=args.batch_size or settings.batch_size,
-            rejections_path=Path(args.rejections) if args.rejections else None,
-            progress=not args.no_progress and not args.json,
-        )
+        pipeline = build_ingest(settings, app)  # a shard router when PRACTICE_EVENTS_SHARDS is set
+        try:
+            summary = ingest_file(
+                pipeline,
+                path,
+                batch_size=args.batch_size or settings.batch_size,
+                rejections_path=Path(args.rejections) if args.rejections else None,
+                progress=not args.no_progress and not args.json,
+            )
+        finally:
+            pipeline.close()
     finally:
         app.close()
     if args.json:
@@ -107,6 +110,8 @@ def cmd_ingest_file(args: argparse.Namespace) -> int:
             f"{summary.rejected:,} rejected; {summary.events_stored:,} events stored, "
             f"log position {summary.last_position:,}"
         )
+        for shard, position in sorted(summary.shard_positions.items()):
+            print(f"  shard {shard}: log position {position:,}")
         for code, count in sorted(summary.rejected_by_code.items()):
             print(f"  rejected {code}: {count:,}")
         if summary.rejections_file:
@@ -146,6 +151,23 @@ def cmd_store_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store_init(args: argparse.Namespace) -> int:
+    """Create the store's schema and tables (a deployment's set-up job), idempotently."""
+    from practice_events.store.setup import init_stores
+
+    settings = _settings(args)
+    results = init_stores(settings, wait_seconds=args.wait)
+    if args.json:
+        _print_json([result.as_dict() for result in results])
+        return EXIT_OK
+    for result in results:
+        where = f" (schema {result.schema}{', created' if result.schema_created else ''})"
+        print(f"store {result.store}{where if result.schema else ''} is ready")
+        print(f"  tables: {', '.join(result.tables)}")
+        print(f"  last log position: {result.last_position:,}")
+    return EXIT_OK
+
+
 def cmd_config_show(args: argparse.Namespace) -> int:
     """Print the effective settings (core and every section) with secrets masked."""
     from practice_events.config import effective_settings
@@ -156,7 +178,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         _print_json(values)
     else:
         for key, value in values.items():
-            print(f"PRACTICE_EVENTS_{key.upper()}={'' if value is None else value}")
+            # Objects (PRACTICE_EVENTS_SHARDS) as the environment takes them: JSON.
+            text = orjson.dumps(value).decode() if isinstance(value, dict | list) else value
+            print(f"PRACTICE_EVENTS_{key.upper()}={'' if text is None else text}")
     return EXIT_OK
 
 
@@ -236,6 +260,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_store_stats)
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--store", help="event store URL (overrides PRACTICE_EVENTS_STORE)")
+    p = store_sub.add_parser(
+        "init",
+        help="Create the store's schema and tables (idempotent; for set-up jobs).",
+        description="Create the event store's PostgreSQL schema (from ?schema=NAME) and its "
+        "tables: events, tracking, idempotency keys, rejections, API tokens and integrity "
+        "seals; with PRACTICE_EVENTS_SHARDS, every shard's store too. Every process also "
+        "creates them on start; a set-up job runs this first so that replicas do not race "
+        "and missing schemas are created. Views are created by the projection runners.",
+        epilog="examples:\n  practice-events store init\n"
+        "  practice-events store init --wait 120 --json\n"
+        "  practice-events store init --store 'postgresql://practice@db/practice?schema=d01'\n\n"
+        "exit codes: 0 ready, 2 bad store URL or refused credentials, 3 the database did not "
+        "answer within --wait seconds.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=cmd_store_init)
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying while the database does not answer, up to this long (default 0)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--store", help="event store URL (overrides PRACTICE_EVENTS_STORE)")
 
     config = sub.add_parser("config", help="Show the effective configuration.")
     config_sub = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
@@ -253,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--store", help="event store URL (overrides PRACTICE_EVENTS_STORE)")
 
+    from practice_events.shards.cli import install as install_shards
+
+    install_shards(sub)
     for extra in _EXTENSIONS:
         extra(sub)
     return parser

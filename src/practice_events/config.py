@@ -22,17 +22,28 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AwareDatetime,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from practice_events.errors import ConfigurationError
 
 DEFAULT_STORE = "sqlite:///var/practice-events.db"
+
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=8)))
+"""Default of ``earliest_event_time``: the periods of the scorecards begin in 2000."""
 
 
 class Settings(BaseSettings):
@@ -45,14 +56,28 @@ class Settings(BaseSettings):
         description="Event store URL: sqlite:///relative/path.db, sqlite:////absolute/path.db "
         "or postgresql://user:password@host:port/database[?schema=NAME]",
     )
+    shards: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sharding by district: a JSON object (a TOML table) of district code -> "
+        "store URL; events of other districts go to `store` (see docs/sharding.md)",
+    )
     timezone: str = Field(
         default="Asia/Shanghai", description="The network's time zone for periods and due times"
     )
+    profile: Literal["embedded", "production"] = Field(
+        default="embedded",
+        description="production: a cipher key is required and payloads are compressed "
+        "(embedded: the simple demo default)",
+    )
     cipher_key: SecretStr | None = Field(
         default=None,
-        description="AES key (base64, 16/24/32 bytes) to encrypt event payloads at rest",
+        description="AES key (base64, 16/24/32 bytes; `practice-events keys generate`) to "
+        "encrypt event payloads, refused inputs and person keys at rest",
     )
-    compress: bool = Field(default=False, description="zlib-compress event payloads at rest")
+    compress: bool | None = Field(
+        default=None,
+        description="zlib-compress event payloads at rest (default: on in the production profile)",
+    )
     batch_size: int = Field(
         default=1000, ge=1, le=50_000, description="Events per ingest transaction"
     )
@@ -63,6 +88,17 @@ class Settings(BaseSettings):
         default=300,
         ge=0,
         description="Events whose time is further than this in the future are rejected",
+    )
+    max_past_skew_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        description="Events whose time is further than this in the past when received are "
+        "accepted and flagged BACKDATED",
+    )
+    earliest_event_time: AwareDatetime = Field(
+        default=EARLIEST_EVENT_TIME,
+        description="Events timed before this are rejected (TIME_TOO_OLD): a broken clock, "
+        "not a fact of the network",
     )
     calendar_file: str | None = Field(
         default=None,
@@ -119,6 +155,29 @@ class Settings(BaseSettings):
         store_env(value)  # raises ConfigurationError with a clear reason
         return value
 
+    @field_validator("shards")
+    @classmethod
+    def _known_shards(cls, value: dict[str, str]) -> dict[str, str]:
+        from practice_events.shards.routing import check_shard_map
+
+        check_shard_map(value)  # raises ConfigurationError with a clear reason
+        return value
+
+    @model_validator(mode="after")
+    def _profile(self) -> Settings:
+        """Production needs a cipher key (a clear error at start) and compresses by default."""
+        if self.cipher_key is not None:
+            check_cipher_key(self.cipher_key.get_secret_value())
+        elif self.profile == "production":
+            msg = (
+                "the production profile needs PRACTICE_EVENTS_CIPHER_KEY (encryption at rest); "
+                "make one with `practice-events keys generate` and keep it in a secret store"
+            )
+            raise ConfigurationError(msg)
+        if self.compress is None:
+            self.compress = self.profile == "production"
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         """The network's time zone as a tzinfo."""
@@ -135,7 +194,25 @@ class Settings(BaseSettings):
         if self.cipher_key is not None:
             out["cipher_key"] = "********"
         out["store"] = mask_url(self.store)
+        out["shards"] = {code: mask_url(url) for code, url in self.shards.items()}
         return out
+
+
+def check_cipher_key(value: str) -> None:
+    """Refuse a cipher key that is not base64 of 16, 24 or 32 bytes (never echoing it)."""
+    import base64
+    import binascii
+
+    try:
+        size = len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        size = -1
+    if size not in (16, 24, 32):
+        msg = (
+            "PRACTICE_EVENTS_CIPHER_KEY must be base64 of 16, 24 or 32 bytes "
+            "(`practice-events keys generate` makes one)"
+        )
+        raise ConfigurationError(msg)
 
 
 def mask_url(url: str) -> str:
@@ -294,6 +371,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**values)
     except ConfigurationError:
         raise
+    except SettingsError as exc:  # e.g. PRACTICE_EVENTS_SHARDS that is not JSON
+        msg = f"bad setting: {exc} (it takes a JSON object)"
+        raise ConfigurationError(msg) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first.get("loc", ()))

@@ -28,6 +28,8 @@ import httpx
 import orjson
 import pytest
 
+from tests.harness import PLAIN_HTTP
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,7 +64,9 @@ class Server:
         """GET ``path`` with the demo token (or ``token``)."""
         bearer = token or self.token
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-        return httpx.get(self.url + path, params=params, headers=headers, timeout=30)
+        return httpx.get(
+            self.url + path, params=params, headers=headers, timeout=30, verify=PLAIN_HTTP
+        )
 
     def json(self, path: str, **params: Any) -> Any:
         """GET ``path`` and return its JSON body (asserting 200)."""
@@ -162,7 +166,7 @@ def wait_ready(server: Server, deadline: float) -> None:
     """Poll ``/readyz`` until it answers 200 (fail with the server's log at ``deadline``)."""
     while True:
         try:
-            if httpx.get(server.url + "/readyz", timeout=5).status_code == 200:
+            if httpx.get(server.url + "/readyz", timeout=5, verify=PLAIN_HTTP).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -43,7 +43,7 @@ from tests.factories_api import (
     institute,
     live_server,
 )
-from tests.harness import cloud_event
+from tests.harness import PLAIN_HTTP, cloud_event
 
 SOURCE = "urn:test:checkin"
 
@@ -65,7 +65,10 @@ def token(server: LiveServer) -> str:
 def client(server: LiveServer, token: str) -> Iterator[httpx.Client]:
     """An HTTP client that presents the producer token."""
     with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+        verify=PLAIN_HTTP,
     ) as http:
         yield http
 

@@ -8,6 +8,7 @@ worker starts before any broker listens on its port.
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from tests.kafka_fixtures import (
     bad_messages,
     create_topics,
     dead_letters,
+    fresh_topics,
     open_app,
     produce_kafka_python,
     running_worker,
@@ -194,3 +196,81 @@ class TestBrokerUnreachable:
             finally:
                 health.close()
         assert_accounting(produced, stats)
+
+
+class TestBrokerAwayMidRun:
+    """The broker stops answering while the worker is in the middle of a stream.
+
+    The broker process is frozen with SIGSTOP and thawed with SIGCONT: its
+    sockets stay open but nothing answers, as when a broker host hangs or the
+    network between them drops packets. (Tansu here keeps its data in memory
+    only, so a kill and restart would lose the topic itself, which a real
+    Kafka cluster would not.) The broker is this test's own, so freezing it
+    disturbs no other test.
+    """
+
+    @pytest.mark.slow
+    def test_rides_out_a_frozen_broker_and_repeats_nothing(
+        self, tmp_path: Any, sqlite_url: str
+    ) -> None:
+        import os
+        import signal
+
+        broker = TansuBroker(log_path=tmp_path / "frozen-tansu.log")
+        broker.start()
+        try:
+            assert broker.process is not None
+            pid = broker.process.pid
+            topics = fresh_topics(broker)
+            produced = produce_kafka_python(
+                topics.bootstrap, topics.topic, valid_stream(200) + bad_messages()
+            )
+            with running_worker(
+                sqlite_url,
+                topics,
+                batch_size=50,
+                backoff_initial_s=0.1,
+                stall_s=2.0,  # not ready once a batch is stuck this long (default 5 s)
+            ) as running:
+                health = HealthServer(running.worker, 0)
+                health.start()
+                try:
+                    wait_until(lambda: running.worker.stats.records > 0, what="the worker to work")
+                    # Refusals all through, so that every batch publishes dead letters
+                    # (waits for the broker) before it commits.
+                    more = [m for _ in range(25) for m in valid_stream(80) + bad_messages()]
+                    produced.extend(produce_kafka_python(topics.bootstrap, topics.topic, more))
+                    os.kill(pid, signal.SIGSTOP)  # mid-stream: a batch's dead letters in flight
+                    try:
+                        wait_until(
+                            lambda: http_get(health.port, "/readyz")[0] == 503,
+                            timeout=30,
+                            what="the worker to notice the broker is away",
+                        )
+                        assert http_get(health.port, "/healthz")[0] == 200  # alive all along
+                        time.sleep(1.0)  # a while longer: the batch in hand stays stuck
+                        assert not running.worker.ready
+                    finally:
+                        os.kill(pid, signal.SIGCONT)
+                    produced.extend(
+                        produce_kafka_python(
+                            topics.bootstrap, topics.topic, valid_stream(100) + bad_messages()
+                        )
+                    )
+                    wait_for_offsets(running.app, topics.topic, produced.last_offsets, timeout=90)
+                    wait_until(lambda: running.worker.ready, timeout=60, what="readiness again")
+                    stats = running.worker.stats
+                finally:
+                    health.close()
+            # Thawed within the clients' timeouts, the stuck batch simply completes (a
+            # longer outage ends in transient faults: see the broker-late and DLQ tests).
+            assert_accounting(produced, stats)
+            letters = dead_letters(topics.bootstrap, topics.dlq, produced.expected("rejected"))
+            assert set(letters) == produced.invalid_positions
+            app = open_app(sqlite_url)
+            try:
+                assert_stored_exactly(app, produced)
+            finally:
+                app.close()
+        finally:
+            broker.stop()

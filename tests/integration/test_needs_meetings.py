@@ -460,11 +460,12 @@ class TestMeetings:
 
 
 class TestRebuild:
+    # Pages of 2 events: a rebuild keeps rows in memory from one page to the next.
     def test_needs_rebuild_equals_incremental(self, stack: ViewStack) -> None:
-        stack.assert_rebuild_equals_incremental(stack.projections[0])
+        stack.assert_rebuild_equals_incremental(stack.projections[0], batch_size=2)
 
     def test_meetings_rebuild_equals_incremental(self, stack: ViewStack) -> None:
-        stack.assert_rebuild_equals_incremental(stack.projections[1])
+        stack.assert_rebuild_equals_incremental(stack.projections[1], batch_size=2)
 
 
 class TestBatchedWrites:

@@ -19,12 +19,14 @@ import pytest
 
 from practice_events.bootstrap import build_app
 from practice_events.cli import main
+from practice_events.domain.base import aggregate_id
 from practice_events.ingest.pipeline import Pipeline
 from projections.closed_loop import ClosedLoopProjection, get_finding
 from projections.network import NetworkProjection
 from projections.scheduler import OverdueScheduler, overdue_event_id
 from tests.factories_finding import (
     ACKNOWLEDGED,
+    EXT_DENIED,
     EXT_GRANTED,
     EXT_REQUESTED,
     FED_BACK,
@@ -32,6 +34,7 @@ from tests.factories_finding import (
     RECORDED,
     acknowledged,
     at,
+    deny,
     extension,
     fed_back,
     grant,
@@ -268,3 +271,63 @@ class TestCommand:
         assert '"emitted":8' in first
         assert main(["scheduler", "run", "--once", "--json", "--store", store_url]) == 0
         assert '"emitted":0' in capsys.readouterr().out
+
+
+class ContendedPipeline(Pipeline):
+    """The scheduler's pipeline, with another producer committing to one finding first.
+
+    Right before each commit that touches the hot finding, a real second
+    writer (the environment's own pipeline) stores an extension request or
+    its denial on it: the commit then meets the version that writer took,
+    exactly as under sustained ingestion. ``writes`` bounds how many times.
+    """
+
+    def __init__(self, env: LoopEnv, hot: str, writes: int) -> None:
+        super().__init__(env.app, env.ctx, cache_size=0)
+        self.env, self.hot, self.left = env, hot, writes
+        self.hot_id = aggregate_id("finding", hot)
+        self.written = 0
+        self.batches: list[int] = []
+
+    def _commit(self, work: Any, trackings: Any) -> Any:
+        self.batches.append(len(work.touched))
+        if self.written < self.left and self.hot_id in work.touched:
+            request = self.written % 2 == 0  # request, deny, request … before the due time
+            self.env.send(
+                EXT_REQUESTED if request else EXT_DENIED,
+                self.hot,
+                extension(at(29, 18)) if request else deny(),
+                at(20, 9, self.written),
+            )
+            self.written += 1
+        return super()._commit(work, trackings)
+
+
+class TestContention:
+    def test_findings_busy_with_other_writers_do_not_hold_back_the_rest(self, env: LoopEnv) -> None:
+        env.send(ACKNOWLEDGED, "X", acknowledged(), at(5, 9))
+        for subject in ("Y", "Z"):
+            env.send(RECORDED, subject, recorded(), at(4, 9))
+            env.send(FED_BACK, subject, fed_back(), at(4, 10))
+            env.send(ACKNOWLEDGED, subject, acknowledged(), at(5, 9))
+        env.catch_up()
+        now = datetime(2024, 3, 27, 12, 0, tzinfo=CST)  # rectification (due 25 Mar) overdue
+        contended = ContendedPipeline(env, "Y", writes=6)  # 3 tries as a batch, 3 alone
+        first = OverdueScheduler(
+            env.app,
+            contended,
+            env.views,
+            calendar=env.calendar,
+            policy=env.ctx.service("sla"),
+            clock=lambda: now,
+            catch_up=False,
+        ).run_once()
+        assert contended.batches[:3] == [3, 3, 3]  # the whole batch conflicted three times
+        assert contended.written == 6
+        assert (first.candidates, first.emitted, first.rejected) == (3, 4, 0)  # X and Z
+        assert stored(env, OVERDUE) == 2
+        second = scheduler(env, now, catch_up=False).run_once()  # Y, now quiet
+        assert (second.emitted, second.duplicates) == (2, 0)  # the aggregates say X, Z are done
+        assert stored(env, OVERDUE) == 3
+        assert stored(env, ESCALATED) == 3
+        assert stored(env, EXT_REQUESTED) == 3

@@ -18,7 +18,7 @@ from practice_events.bootstrap import build_app, build_pipeline
 from practice_events.config import Settings
 from practice_events.ingest.pipeline import BatchResult, RawInput
 from projections.base import Projection
-from projections.runner import BatchedRunner, rebuild
+from projections.runner import DEFAULT_BATCH, BatchedRunner, rebuild
 from projections.viewstore import ViewStore, default_view_url
 from tests.harness import cloud_event
 
@@ -77,12 +77,19 @@ class ViewStack:
                 out[logical] = sorted(rows, key=lambda r: orjson.dumps(r, default=str))
         return out
 
-    def assert_rebuild_equals_incremental(self, projection: Projection) -> None:
-        """Rebuild ``projection`` from the log and compare it with the live view, row for row."""
+    def assert_rebuild_equals_incremental(
+        self, projection: Projection, *, batch_size: int = DEFAULT_BATCH
+    ) -> None:
+        """Rebuild ``projection`` from the log and compare it with the live view, row for row.
+
+        ``projection`` may be another instance of a live one (the same name and
+        tables), e.g. with a smaller rebuild cache; ``batch_size`` is the
+        rebuild's page size.
+        """
         self.catch_up()
         incremental = self.snapshot(projection)
         assert any(incremental.values()), "the scenario built an empty view"
-        rebuild(self.app, self.views, projection)
+        rebuild(self.app, self.views, projection, batch_size=batch_size)
         rebuilt = self.snapshot(projection)
         for table, rows in incremental.items():
             assert rebuilt[table] == rows, f"{projection.NAME}.{table} differs after rebuild"

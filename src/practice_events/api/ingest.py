@@ -5,7 +5,8 @@ it (the pipeline is not thread-safe) and takes requests from a queue; while
 it commits one group, new requests queue up, and it then takes them all in
 one ``Pipeline.process`` call: one transaction for many concurrent requests
 (group commit). Each request is answered with its own outcomes. A request is
-never split across transactions, so a batch request is stored atomically.
+never split across transactions, so a batch request is stored atomically
+(per shard when the store is sharded by district: see ``docs/sharding.md``).
 
 Answers
 -------
@@ -18,9 +19,14 @@ as the CloudEvents HTTP binding says):
   "subject", "position"}``. ``position`` is the log position of the event (for
   a duplicate, a position at or after the original's), to pass to the query
   API as ``min_position`` for read-your-writes.
+  An event whose time lies more than ``max_past_skew_seconds`` before its
+  receipt is accepted with ``"flags": ["BACKDATED"]`` (see the clock rules of
+  :class:`~practice_events.ingest.pipeline.Pipeline`).
 * a problem document for a refused event, with the event's ``code`` and
   ``reason`` and the outcome under ``event``: 400 ``MALFORMED_JSON``, 403
-  ``SOURCE_NOT_ALLOWED``, 409 ``DUPLICATE_CONFLICT``, 422 for every other code.
+  ``SOURCE_NOT_ALLOWED``, 409 ``DUPLICATE_CONFLICT``, 413 ``PAYLOAD_TOO_LARGE``,
+  422 for every other code (``DUPLICATE_ATTRIBUTE``, ``NESTING_TOO_DEEP``,
+  ``TIME_TOO_OLD`` …: see :mod:`practice_events.contracts.envelope`).
 
 ``POST /v1/events:batch`` takes a JSON array (``application/cloudevents-
 batch+json``) of structured CloudEvents and answers **200** whenever the
@@ -33,8 +39,15 @@ outcomes and lists one result per event, in request order::
                  {"status": "rejected", "code": "SCHEMA_VIOLATION", "reason": "…", …}]}
 
 Whole-request errors are problem documents: 400 (not JSON, not an array), 401/403
-(token), 413 (too many bytes or events), 415 (content type), 503 (store down,
-with ``Retry-After``; nothing was stored and the request can be repeated as is).
+(token), 413 (too many bytes or events), 415 (content type), 422
+``NESTING_TOO_DEEP`` (an array too deep to be split into events), 503 (store
+down, with ``Retry-After``; nothing was stored and the request can be repeated
+as is).
+
+Each event of a batch reaches the pipeline as the bytes of its item, so that
+it is judged as it would be alone: an item naming a member twice is refused
+with ``DUPLICATE_ATTRIBUTE`` (or ``DUPLICATE_KEY``), not stored with whichever
+of the two the batch parser kept (see :func:`batch_items`).
 
 An event whose ``source`` the token is not bound to is refused with
 ``SOURCE_NOT_ALLOWED`` before it reaches the pipeline and is not written to
@@ -47,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -69,8 +83,10 @@ from practice_events.api.problems import (
     status_for,
 )
 from practice_events.auth.tokens import ApiToken
-from practice_events.errors import TransientError
-from practice_events.ingest.pipeline import Outcome, Pipeline, RawInput
+from practice_events.contracts import strictjson
+from practice_events.errors import ContractError, TransientError
+from practice_events.ingest.pipeline import Outcome, RawInput
+from practice_events.ingest.processor import BatchProcessor
 
 log = structlog.get_logger(__name__)
 
@@ -107,9 +123,24 @@ class IngestThread:
     split, so one large request may exceed it); ``max_pending`` bounds the
     inputs waiting, beyond which :meth:`submit` refuses with ``OVERLOADED``
     (HTTP 503) instead of letting memory and latency grow without limit.
+
+    A group the store could not take (unreachable, a lock timeout, a full
+    disk) is answered 503 and remembered as :attr:`store_fault` until a
+    later group is stored, or for ``fault_hold_seconds`` without another
+    attempt: ``/readyz`` then says "not ready" while writes fail, although
+    the store still answers reads. The hold lapses by itself so that an
+    instance taken out of rotation is offered requests again (a half-open
+    circuit): one that still fails marks the fault again.
     """
 
-    def __init__(self, pipeline: Pipeline, *, max_group: int, max_pending: int) -> None:
+    def __init__(
+        self,
+        pipeline: BatchProcessor,
+        *,
+        max_group: int,
+        max_pending: int,
+        fault_hold_seconds: float = 10.0,
+    ) -> None:
         self.pipeline = pipeline
         self.max_group = max_group
         self.max_pending = max_pending
@@ -120,6 +151,8 @@ class IngestThread:
         self._thread = threading.Thread(target=self._run, name="http-ingest", daemon=True)
         self.groups = 0
         self.inputs_done = 0
+        self.fault_hold_seconds = fault_hold_seconds
+        self._fault: tuple[str, float] | None = None  # (reason, when) of the last failed group
         self._listeners: list[Callable[[int], None]] = []
 
     # -- control ----------------------------------------------------------------------------
@@ -155,6 +188,14 @@ class IngestThread:
     def pending(self) -> int:
         """Inputs queued or being processed."""
         return self._pending
+
+    @property
+    def store_fault(self) -> str | None:
+        """Why the last group could not be stored, while that is recent (see the class doc)."""
+        fault = self._fault
+        if fault is None or time.monotonic() - fault[1] > self.fault_hold_seconds:
+            return None
+        return fault[0]
 
     def submit(self, inputs: list[RawInput]) -> Future[Answer]:
         """Queue a request's inputs; the future resolves to their :class:`Answer`.
@@ -231,6 +272,7 @@ class IngestThread:
                 self.pipeline.invalidate()
                 exc = TransientError(f"event store unavailable: {exc}")
             log.warning("http_ingest_store_unavailable", requests=len(jobs), reason=exc.reason)
+            self._fault = (exc.reason, time.monotonic())
             for job in jobs:
                 job.future.set_exception(exc)
             return
@@ -244,6 +286,7 @@ class IngestThread:
             log.exception("http_ingest_failed", inputs=len(inputs))
             jobs[0].future.set_exception(exc)
             return
+        self._fault = None  # the store takes writes again
         start = 0
         for job in jobs:
             end = start + len(job.inputs)
@@ -334,6 +377,43 @@ def _source_refusal(token: ApiToken, source: str) -> str:
     )
 
 
+def batch_items(body: bytes, max_events: int) -> tuple[list[Any], list[bytes]]:
+    """Split a batch body into its items (decoded) and each item's bytes for the pipeline.
+
+    The bytes are the item written back by orjson, which is exact unless an
+    item named a member twice (the parse kept one of the two) or nests too
+    deeply to be written back: then, and only then, the body is split again
+    by the standard library into each item's bytes as sent, so that the
+    pipeline refuses such an item on its own and stores it as it was. Raises
+    :class:`~practice_events.api.problems.Problem` for a body that is not a
+    JSON array of at most ``max_events`` items.
+    """
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            msg = f"the batch nests arrays and objects more than {strictjson.MAX_DEPTH} levels deep"
+            raise Problem(status_for("NESTING_TOO_DEEP"), "NESTING_TOO_DEEP", msg) from None
+        raise Problem(400, "MALFORMED_JSON", f"the batch is not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        msg = f"a batch must be a JSON array of CloudEvents, got {type(items).__name__}"
+        raise Problem(400, "INVALID_BATCH", msg)
+    if len(items) > max_events:
+        msg = f"the batch has {len(items):,} events; at most {max_events:,} are taken per request"
+        raise Problem(413, "BATCH_TOO_LARGE", msg, limit_events=max_events)
+    try:
+        payloads = [orjson.dumps(item) for item in items]
+        exact = strictjson.quotes(body) == sum(strictjson.quotes(p) for p in payloads)
+    except orjson.JSONEncodeError:  # nested beyond what orjson writes
+        exact = False
+    if not exact:
+        try:
+            payloads = strictjson.split_array(body)
+        except ContractError as exc:
+            raise Problem(status_for(exc.code), exc.code, exc.reason) from None
+    return items, payloads
+
+
 def _result(outcome: Outcome, last_position: int) -> dict[str, Any]:
     out = outcome.as_dict()
     if outcome.status != "rejected" and "position" not in out:
@@ -378,12 +458,21 @@ _RESULT_SCHEMA: dict[str, Any] = {
         "type": {"type": "string"},
         "subject": {"type": "string"},
         "position": {"type": "integer"},
+        "shard": {
+            "type": "string",
+            "description": "the store that holds it, when sharded by district (`*`: every shard)",
+        },
         "code": {"type": "string"},
         "reason": {"type": "string"},
+        "flags": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["BACKDATED"]},
+            "description": "Remarks on an accepted event: BACKDATED (its time is long past)",
+        },
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
-    (400, 401, 403, 409, 413, 415, 422, 503), PROBLEM_RESPONSE_SCHEMA
+    (400, 401, 403, 409, 413, 415, 422, 429, 503), PROBLEM_RESPONSE_SCHEMA
 )
 
 
@@ -414,7 +503,8 @@ async def post_event(request: Request, token: ProducerToken) -> Response:
     runtime = runtime_of(request)
     _check_encoding(request)
     kind = media_type(request)
-    ce_headers = {k: v for k, v in request.headers.items() if k.startswith("ce-")}
+    # Pairs, not a dict: a repeated ce-* header must reach the envelope, which refuses it.
+    ce_headers = [(k, v) for k, v in request.headers.items() if k.startswith("ce-")]
     if kind == CLOUDEVENTS_JSON:
         binary = False
     elif kind == JSON and ce_headers:
@@ -428,16 +518,20 @@ async def post_event(request: Request, token: ProducerToken) -> Response:
         raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", msg)
     body = await read_body(request, runtime.limits.max_event_bytes, "the event")
     if binary:
-        headers = {name: unquote(value) for name, value in ce_headers.items()}
-        headers["content-type"] = request.headers["content-type"]
+        # Percent-decoded as the HTTP binding says; bytes that are not UTF-8 stay lone
+        # surrogates, which the envelope refuses ("not valid UTF-8") instead of guessing.
+        headers = [(name, unquote(value, errors="surrogateescape")) for name, value in ce_headers]
+        headers += [("content-type", value) for value in request.headers.getlist("content-type")]
         raw = RawInput(payload=body, headers=headers, channel="http")
-        source = headers.get("ce-source")
+        sources = [value for name, value in headers if name == "ce-source"]
     else:
         raw = RawInput(payload=body, channel="http")
-        source = _peek_source(body)
-    if source is not None and not token.allows_source(source):
-        log.info("http_source_not_allowed", token_id=token.token_id, source=source)
-        raise Problem(403, "SOURCE_NOT_ALLOWED", _source_refusal(token, source))
+        peeked = _peek_source(body)
+        sources = [peeked] if peeked is not None else []
+    for source in sources:
+        if not token.allows_source(source):
+            log.info("http_source_not_allowed", token_id=token.token_id, source=source)
+            raise Problem(403, "SOURCE_NOT_ALLOWED", _source_refusal(token, source))
     answer = await runtime.ingest.ingest([raw])
     outcome = answer.outcomes[0]
     result = _result(outcome, answer.last_position)
@@ -500,19 +594,7 @@ async def post_batch(request: Request, token: ProducerToken) -> Response:
         )
         raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", msg)
     body = await read_body(request, limits.max_batch_bytes, "the batch")
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, "MALFORMED_JSON", f"the batch is not valid JSON: {exc}") from None
-    if not isinstance(items, list):
-        msg = f"a batch must be a JSON array of CloudEvents, got {type(items).__name__}"
-        raise Problem(400, "INVALID_BATCH", msg)
-    if len(items) > limits.max_batch_events:
-        msg = (
-            f"the batch has {len(items):,} events; at most {limits.max_batch_events:,} "
-            "are taken per request"
-        )
-        raise Problem(413, "BATCH_TOO_LARGE", msg, limit_events=limits.max_batch_events)
+    items, payloads = batch_items(body, limits.max_batch_events)
     results: list[dict[str, Any]] = [{} for _ in items]
     inputs: list[RawInput] = []
     slots: list[int] = []
@@ -529,7 +611,7 @@ async def post_batch(request: Request, token: ProducerToken) -> Response:
                 "reason": _source_refusal(token, source),
             }
             continue
-        inputs.append(RawInput(payload=orjson.dumps(item), channel="http"))
+        inputs.append(RawInput(payload=payloads[index], channel="http"))
         slots.append(index)
     if len(slots) < len(items):
         log.info("http_source_not_allowed", token_id=token.token_id, events=len(items) - len(slots))
@@ -550,6 +632,7 @@ __all__ = [
     "CLOUDEVENTS_JSON",
     "Answer",
     "IngestThread",
+    "batch_items",
     "read_body",
     "router",
 ]

@@ -212,6 +212,12 @@ class ScratchReplay:
     time-driven hooks, so that queries see views "caught up to" that position.
     Advancing again continues where it stopped, which lets an auditor check
     several publications in one pass over the log.
+
+    Each projection applies its pages through its rebuilder
+    (``Projection.rebuilder``), as a rebuild does: the scratch tables start
+    empty, so rows may stay in memory across pages; :meth:`advance` writes
+    them before it returns, so the tables are complete whenever it is
+    queried.
     """
 
     def __init__(
@@ -239,22 +245,23 @@ class ScratchReplay:
         wanted: set[str] = set()
         for topics in self.topics.values():
             wanted |= topics
-        # The log is read whole and filtered here: with most types wanted, a
-        # ``topic IN (...)`` filter in the database costs more than it saves.
-        self.wanted: frozenset[str] | None = (
-            frozenset(wanted) if all(self.topics.values()) else None
-        )
+        # Only the types some projection reads (all when one reads every type):
+        # the reader walks the log in position order and filters in the database.
+        self.wanted: tuple[str, ...] = tuple(sorted(wanted)) if all(self.topics.values()) else ()
         with views.transaction() as tx:
             for projection in self.projections:
                 projection.drop(tx)
-                projection.create(tx)
+                # The other indexes come with the first settle (before anything queries).
+                projection.create(tx, indexes=projection.REBUILD_INDEXES)
                 views.set_position(tx, projection.NAME, 0, datetime.now(UTC).isoformat())
+        self.builders = {p.NAME: p.rebuilder(p.table_names()) for p in self.projections}
 
     def advance(self, stop: int, progress: Callable[[int], None] | None = None) -> None:
-        """Apply the log from the current position up to ``stop``."""
-        tables = {p.NAME: p.table_names() for p in self.projections}
+        """Apply the log from the current position up to ``stop`` (tables complete after)."""
+        from projections.runner import scratch_transaction
+
         while self.position < stop:
-            page = self.reader.read(self.position, self.batch_size, stop=stop)
+            page = self.reader.read(self.position, self.batch_size, self.wanted, stop=stop)
             if not page:
                 if progress is not None:
                     progress(stop - self.position)
@@ -262,16 +269,14 @@ class ScratchReplay:
                 break
             last = page[-1].position
             self.events_read += len(page)
-            wanted = self.wanted
-            events = self._in_time(
-                [e for e in page if e.type in wanted] if wanted is not None else page
-            )
+            events = self._in_time(page)
             with self.views.transaction() as tx:
+                scratch_transaction(tx)
                 for projection in self.projections:
                     topics = self.topics[projection.NAME]
                     mine = [e for e in events if e.type in topics] if topics else events
                     if mine:
-                        projection.apply(tx, mine, tables[projection.NAME])
+                        self.builders[projection.NAME].apply(tx, mine)
                         self.events_applied += len(mine)
             if progress is not None:
                 progress(last - self.position)
@@ -280,6 +285,10 @@ class ScratchReplay:
                 if progress is not None and stop > last:
                     progress(stop - last)
                 self.position = stop
+        with self.views.transaction() as tx:
+            scratch_transaction(tx)
+            for builder in self.builders.values():
+                builder.flush(tx)
 
     def _in_time(self, page: list[LoggedEvent]) -> list[LoggedEvent]:
         bound = self.occurred_by
@@ -290,9 +299,14 @@ class ScratchReplay:
         return kept
 
     def settle(self, now: datetime) -> None:
-        """Set every projection's position to the current one and run its idle hook at ``now``."""
+        """Set every projection's position to the current one and run its idle hook at ``now``.
+
+        The indexes a rebuild leaves out while the tables fill are created
+        here, once (``IF NOT EXISTS`` afterwards).
+        """
         with self.views.transaction() as tx:
             for projection in self.projections:
+                projection.create_indexes(tx, "", projection.table_names())
                 projection.on_idle(tx, projection.table_names(), now)
                 self.views.set_position(tx, projection.NAME, self.position, now.isoformat())
 

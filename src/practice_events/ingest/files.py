@@ -16,8 +16,11 @@ from typing import IO, Any
 
 import orjson
 
-from practice_events.ingest.pipeline import Pipeline, RawInput
+from practice_events.ingest.pipeline import RawInput
+from practice_events.ingest.processor import BatchProcessor
+from practice_events.privacy.redact import redact_input
 from practice_events.progress import Progress
+from practice_events.shards.router import ShardedBatchResult
 
 
 @dataclass
@@ -33,6 +36,8 @@ class IngestSummary:
     last_position: int = 0
     seconds: float = 0.0
     rejections_file: str | None = None
+    shard_positions: dict[str, int] = field(default_factory=dict)
+    """The log position each shard reached (sharded deployments only)."""
 
     @property
     def rate(self) -> float:
@@ -52,6 +57,7 @@ class IngestSummary:
             "seconds": round(self.seconds, 3),
             "lines_per_second": round(self.rate, 1),
             "rejections_file": self.rejections_file,
+            **({"shard_positions": dict(self.shard_positions)} if self.shard_positions else {}),
         }
 
 
@@ -70,7 +76,7 @@ def _batches(stream: IO[bytes], name: str, size: int) -> Iterator[list[RawInput]
 
 
 def ingest_file(
-    pipeline: Pipeline,
+    pipeline: BatchProcessor,
     path: Path,
     *,
     batch_size: int = 1000,
@@ -95,6 +101,8 @@ def ingest_file(
                 summary.lines += len(batch)
                 summary.events_stored += result.events_stored
                 summary.last_position = result.last_position
+                if isinstance(result, ShardedBatchResult):
+                    summary.shard_positions.update(result.positions)
                 for outcome in result.outcomes:
                     if outcome.status == "accepted":
                         summary.accepted += 1
@@ -107,7 +115,9 @@ def ingest_file(
                             rejections_out = rejections_path.open("wb")
                             summary.rejections_file = str(rejections_path)
                         assert outcome.input is not None
-                        original = (outcome.input.payload or b"").decode("utf-8", "replace")
+                        # Personal details are redacted here too (docs/privacy.md).
+                        kept = redact_input(outcome.input.payload) or b""
+                        original = kept.decode("utf-8", "replace")
                         rejections_out.write(
                             orjson.dumps(
                                 {

@@ -17,6 +17,7 @@ transaction, so nothing is lost even when the caller crashes right after.
 
 from __future__ import annotations
 
+import re
 import time as _time
 import uuid
 from collections import OrderedDict
@@ -38,7 +39,14 @@ from eventsourcing.persistence import (
 )
 
 from practice_events.application import PracticeEvents
-from practice_events.contracts.envelope import IncomingEvent, parse_binary, parse_structured
+from practice_events.config import EARLIEST_EVENT_TIME
+from practice_events.contracts.envelope import (
+    Headers,
+    IncomingEvent,
+    header_items,
+    parse_binary,
+    parse_structured,
+)
 from practice_events.domain import handlers, kinds
 from practice_events.domain.base import NAMESPACE, DomainContext, PracticeAggregate, aggregate_id
 from practice_events.errors import (
@@ -47,6 +55,9 @@ from practice_events.errors import (
     TransientError,
 )
 from practice_events.ingest.apply import apply_event
+from practice_events.privacy import PERSONAL_DETAILS_RECORDED
+from practice_events.privacy.guard import GUARDED_TYPES, BatchPrivacy, PersonalDataGuard
+from practice_events.privacy.redact import redact_input
 from practice_events.store.records import IngestKey, Rejection
 
 log = structlog.get_logger(__name__)
@@ -54,6 +65,15 @@ log = structlog.get_logger(__name__)
 Status = Literal["accepted", "duplicate", "rejected"]
 
 MAX_INTEGRITY_RETRIES = 3
+
+MAX_EVENT_BYTES = 1024 * 1024
+"""Largest input the pipeline reads (the HTTP API's default limit; Kafka's default record size)."""
+
+MAX_PAST_SKEW = timedelta(days=7)
+"""Default of ``max_past_skew_seconds``: events older than this when received are flagged."""
+
+BACKDATED = "BACKDATED"
+"""Flag of an accepted event whose time is more than ``max_past_skew`` before its receipt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +87,14 @@ class RawInput:
     """
 
     payload: bytes | None
-    headers: Mapping[str, str] | None = None
+    headers: Headers | None = None
     channel: str = "file"
     position: str | None = None
 
     @property
     def binary_mode(self) -> bool:
         """True when the CloudEvents attributes are in headers (binary mode)."""
-        if not self.headers:
-            return False
-        return any(k.lower().startswith(("ce_", "ce-")) for k in self.headers)
+        return any(k.lower().startswith(("ce_", "ce-")) for k, _ in header_items(self.headers))
 
 
 @dataclass(slots=True)
@@ -92,6 +110,10 @@ class Outcome:
     code: str | None = None
     reason: str | None = None
     position: int | None = None
+    flags: tuple[str, ...] = ()
+    """Remarks on an event that was not refused: ``BACKDATED`` (see :class:`Pipeline`)."""
+    shard: str | None = None
+    """The shard that stored it, in a sharded deployment (``*``: reference data, every shard)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return the outcome as JSON-ready data (for HTTP answers and CLI output)."""
@@ -105,6 +127,10 @@ class Outcome:
             out["reason"] = self.reason
         if self.position is not None:
             out["position"] = self.position
+        if self.flags:
+            out["flags"] = list(self.flags)
+        if self.shard is not None:
+            out["shard"] = self.shard
         return out
 
 
@@ -140,10 +166,18 @@ class _Work:
     produced: dict[int, list[DomainEventProtocol[UUID]]] = field(default_factory=dict)
     keys: list[IngestKey] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    privacy: BatchPrivacy | None = None  # person keys, only in batches with personal data
 
 
 class Pipeline:
-    """Turns batches of raw inputs into stored events, exactly once per (source, id)."""
+    """Turns batches of raw inputs into stored events, exactly once per (source, id).
+
+    Besides the contracts (:mod:`~practice_events.contracts.envelope`) it
+    refuses inputs larger than ``max_event_bytes`` (``PAYLOAD_TOO_LARGE``, as
+    the HTTP API does before reading them) and applies the clock rules to each
+    event's time (:meth:`_check_time`): ``TIME_IN_FUTURE`` and ``TIME_TOO_OLD``
+    are refused, late events are accepted with the flag ``BACKDATED``.
+    """
 
     def __init__(
         self,
@@ -153,16 +187,23 @@ class Pipeline:
         cache_size: int = 50_000,
         max_future_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] | None = None,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        earliest_time: datetime = EARLIEST_EVENT_TIME,
+        max_past_skew: timedelta = MAX_PAST_SKEW,
     ) -> None:
         self.app = app
         self.ctx = ctx
         self.cache_size = cache_size
         self.max_future_skew = max_future_skew
+        self.max_event_bytes = max_event_bytes
+        self.earliest_time = earliest_time
+        self.max_past_skew = max_past_skew
         self.clock = clock or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[UUID, PracticeAggregate] = OrderedDict()
         self._absent: set[UUID] = set()  # ids known not to exist when the batch started
         self._handlers = handlers()
         self._kinds = kinds()
+        self._guard: PersonalDataGuard | None = None
 
     # -- public -----------------------------------------------------------------------
 
@@ -197,7 +238,13 @@ class Pipeline:
                 self.invalidate()
                 raise
             if before_commit is not None:
-                before_commit(work.outcomes)
+                try:
+                    before_commit(work.outcomes)
+                except BaseException:
+                    # Nothing is committed; forget what the batch did to cached aggregates
+                    # (only those: a caller that retries part of the batch keeps the rest).
+                    self._evict(work.touched)
+                    raise
             try:
                 return self._commit(work, trackings)
             except IntegrityError as exc:
@@ -219,6 +266,20 @@ class Pipeline:
         """Forget every cached aggregate (after a failure outside the pipeline)."""
         self._cache.clear()
 
+    @property
+    def privacy(self) -> PersonalDataGuard:
+        """The person-key access (see :mod:`practice_events.privacy.guard`), opened on first use."""
+        if self._guard is None:
+            self._guard = PersonalDataGuard(self.app)
+        return self._guard
+
+    def select_trackings(self, prefix: str) -> dict[str, int]:
+        """Return the stored input positions whose names start with ``prefix`` (Kafka offsets)."""
+        return self.app.store.select_trackings(prefix)
+
+    def close(self) -> None:
+        """Nothing to release: the caller that opened the store closes it."""
+
     # -- preparation ---------------------------------------------------------------------
 
     def _prepare(self, inputs: Sequence[RawInput | IncomingEvent]) -> _Work:
@@ -238,7 +299,7 @@ class Pipeline:
                 work.outcomes.append(self._reject(work, item, None, exc, received_at))
                 continue
             parsed.append(incoming)
-            work.outcomes.append(self._outcome_for(incoming, "accepted", item))
+            work.outcomes.append(self._accepted(incoming, item, received_at))
 
         # Load aggregates before reading the keys: an event another writer commits
         # in between is then seen as a duplicate, not refused by a newer aggregate.
@@ -263,7 +324,7 @@ class Pipeline:
             outcome = work.outcomes[index]
             if maybe is None or outcome.status != "accepted":
                 continue
-            incoming = maybe
+            incoming = self._guard_personal(work, maybe) if maybe.type in GUARDED_TYPES else maybe
             try:
                 handler = self._handlers.get(incoming.type)
                 existing = (
@@ -285,13 +346,28 @@ class Pipeline:
                     raise RuntimeError(msg) from exc
                 work.outcomes[index] = self._reject(work, outcome.input, incoming, exc, received_at)
                 continue
+            if work.privacy is not None and incoming.type in GUARDED_TYPES:
+                work.privacy.applied(incoming, received_at)
             work.touched[aggregate.id] = aggregate
             loaded[aggregate.id] = aggregate
             work.produced[index] = list(aggregate.pending_events[pending_before:])
             work.keys.append(IngestKey(incoming.source, incoming.id, incoming.digest))
         return work
 
+    def _guard_personal(self, work: _Work, incoming: IncomingEvent) -> IncomingEvent:
+        """Seal personal details under the person's key before any aggregate or store sees them."""
+        if work.privacy is None:
+            work.privacy = self.privacy.batch()
+        return work.privacy.prepare(incoming)
+
     def _decode(self, item: RawInput, received_at: datetime) -> IncomingEvent:
+        size = len(item.payload or b"")
+        if size > self.max_event_bytes:
+            msg = (
+                f"the input is {size:,} bytes; at most {self.max_event_bytes:,} are read "
+                "(no event of the catalogue needs that much)"
+            )
+            raise ContractError(msg, code="PAYLOAD_TOO_LARGE", limit_bytes=self.max_event_bytes)
         if item.binary_mode:
             assert item.headers is not None
             incoming = parse_binary(item.headers, item.payload)
@@ -300,6 +376,46 @@ class Pipeline:
                 msg = "empty message: no CloudEvent in it"
                 raise ContractError(msg, code="MALFORMED_JSON")
             incoming = parse_structured(item.payload)
+        self._check_time(incoming, received_at)
+        if incoming.type not in self._handlers:  # pragma: no cover - catalogue wiring
+            msg = f"{incoming.type} has a contract but no aggregate handles it"
+            raise ContractError(msg, code="UNKNOWN_TYPE")
+        return incoming
+
+    def _accepted(self, incoming: IncomingEvent, item: RawInput, received_at: datetime) -> Outcome:
+        """The outcome of an input that passed its contract, flagged if it came late."""
+        outcome = self._outcome_for(incoming, "accepted", item)
+        if received_at - incoming.time > self.max_past_skew:
+            outcome.flags = (BACKDATED,)
+        return outcome
+
+    def _check_time(self, incoming: IncomingEvent, received_at: datetime) -> None:
+        """Apply the clock rules to the producer's ``time`` (see :class:`Pipeline`).
+
+        * later than receipt + ``max_future_skew``: refused, ``TIME_IN_FUTURE``;
+        * before ``earliest_time``: refused, ``TIME_TOO_OLD``;
+        * earlier than receipt - ``max_past_skew``: accepted and flagged ``BACKDATED``
+          (in :meth:`_prepare`).
+
+        The time a producer sends is a claim about the world, never a position
+        in history: the log's order is the order of recording (the notification
+        id), whatever the time says. A late event therefore lands *after* every
+        event recorded before it, and projections count it in the business
+        period its time names. Late arrivals are normal (an app that was
+        offline for a week, an import of old records) and are kept, flagged so
+        that producers and operators see them. A time in the future cannot be
+        true, and a time before the network existed (by default 2000, where
+        the periods of the scorecards begin) is a broken clock (the epoch,
+        year 1, a two-digit year): both are refused with the producer's clock
+        named as the likely cause, before they can distort a period.
+        """
+        if incoming.time < self.earliest_time:
+            msg = (
+                f"event time {incoming.time.isoformat()} is before "
+                f"{self.earliest_time.isoformat()}, the earliest time this network records "
+                "(setting earliest_event_time); check the producer's clock"
+            )
+            raise ContractError(msg, code="TIME_TOO_OLD")
         if incoming.time - received_at > self.max_future_skew:
             msg = (
                 f"event time {incoming.time.isoformat()} is more than "
@@ -307,10 +423,6 @@ class Pipeline:
                 "check the producer's clock"
             )
             raise ContractError(msg, code="TIME_IN_FUTURE")
-        if incoming.type not in self._handlers:  # pragma: no cover - catalogue wiring
-            msg = f"{incoming.type} has a contract but no aggregate handles it"
-            raise ContractError(msg, code="UNKNOWN_TYPE")
-        return incoming
 
     def _dedupe(
         self, work: _Work, parsed: list[IncomingEvent | None], received_at: datetime
@@ -332,7 +444,10 @@ class Pipeline:
             if previous is None:
                 seen[incoming.key] = incoming.digest
                 continue
-            if previous == incoming.digest:
+            if previous == incoming.digest or (
+                incoming.type == PERSONAL_DETAILS_RECORDED
+                and self.privacy.same_content(previous, incoming)
+            ):
                 outcome.status = "duplicate"
             else:
                 conflict = ContractError(
@@ -422,7 +537,10 @@ class Pipeline:
             trackings=trackings,
             ingest_keys=work.keys,
             rejections=work.rejections,
+            person_keys=work.privacy.changes if work.privacy is not None else None,
         )
+        if work.privacy is not None and work.privacy.changes.erasures:
+            self.privacy.scrub()
         positions = {id(r.domain_event): r.notification.id for r in recordings}
         for index, events in work.produced.items():
             ids = [positions[id(e)] for e in events if id(e) in positions]
@@ -477,18 +595,20 @@ class Pipeline:
         headers: dict[str, Any] = {}
         if item is not None:
             payload = item.payload or b""
-            headers = dict(item.headers or {})
+            headers = _stored_headers(item.headers)
             if incoming is None and not item.binary_mode:
                 headers = _peek(payload)
+            # Kept whole, except personal details (docs/privacy.md).
+            payload = redact_input(payload, item.headers if item.binary_mode else None) or b""
         elif incoming is not None:
-            payload = orjson.dumps(incoming.to_structured())
+            payload = redact_input(orjson.dumps(incoming.to_structured())) or b""
         work.rejections.append(
             Rejection(
                 rejection_id=rejection_id,
                 received_at=received_at.isoformat(),
                 channel=channel,
                 code=exc.code,
-                reason=exc.reason,
+                reason=_storable(exc.reason),
                 payload=payload,
                 source=incoming.source if incoming else _header(headers, "source"),
                 event_id=incoming.id if incoming else _header(headers, "id"),
@@ -506,16 +626,46 @@ class Pipeline:
             type=incoming.type if incoming else _header(headers, "type"),
             subject=incoming.subject if incoming else _header(headers, "subject"),
             code=exc.code,
-            reason=exc.reason,
+            reason=_storable(exc.reason),
         )
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:
     for prefix in ("ce_", "ce-"):
         value = headers.get(prefix + name)
+        if isinstance(value, list):  # the header was repeated: the first one
+            value = value[0] if value else None
         if value is not None:
-            return str(value)[:256]
+            return _storable(str(value))[:256]
     return None
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """Return ``text`` with what stores cannot hold replaced by U+FFFD.
+
+    PostgreSQL text refuses U+0000, and UTF-8 (orjson, every store) refuses
+    lone surrogates, which stand for header bytes that were not UTF-8 (see
+    ``consumers.worker.decode_headers``). A refused input's bytes are kept
+    whole in ``payload``; only the text columns beside it are cleaned.
+    """
+    return text if _UNSTORABLE.search(text) is None else _UNSTORABLE.sub("\ufffd", text)
+
+
+def _stored_headers(headers: Headers | None) -> dict[str, Any]:
+    """Return headers as the rejections store keeps them (a repeated name: a list of values)."""
+    out: dict[str, Any] = {}
+    for raw_name, raw_value in header_items(headers):
+        name, value = _storable(raw_name), _storable(raw_value)
+        if name not in out:
+            out[name] = value
+        elif isinstance(out[name], list):
+            out[name].append(value)
+        else:
+            out[name] = [out[name], value]
+    return out
 
 
 def _peek(payload: bytes) -> dict[str, Any]:
@@ -531,7 +681,7 @@ def _peek(payload: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return {}
     return {
-        f"ce_{name}": obj[name]
+        f"ce_{name}": _storable(obj[name])
         for name in ("id", "source", "type", "subject")
         if isinstance(obj.get(name), str)
     }

@@ -9,21 +9,30 @@ commit or roll back with the events.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from psycopg import Cursor
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from practice_events.store.records import REJECTION_COLUMNS, IngestKey, Rejection
+from practice_events.privacy.keys import KeyChanges, postgres_ddl, postgres_table
+from practice_events.store.records import REJECTION_COLUMNS, IngestKey, PayloadCodec, Rejection
+
+INSERT_ATTEMPTS = 10
+"""Attempts of one insert after connection errors (the library's count); lock timeouts: one."""
 
 
 class StoreRecorder(PostgresProcessRecorder):
-    """A process recorder that also records idempotency keys and rejections."""
+    """A process recorder that also records idempotency keys, rejections and person keys."""
+
+    payload_codec: PayloadCodec | None = None
+    """Set by the application: encrypts refused payloads like event state."""
 
     def __init__(
         self,
@@ -40,6 +49,7 @@ class StoreRecorder(PostgresProcessRecorder):
         prefix = events_table_name.removesuffix("_events")
         self.keys_table = f"{prefix}_ingested_keys"
         self.rejections_table = f"{prefix}_rejections"
+        self.person_keys_table = postgres_table(events_table_name)
         schema = Identifier(self.datastore.schema)
         keys = Identifier(self.keys_table)
         rejections = Identifier(self.rejections_table)
@@ -63,6 +73,7 @@ class StoreRecorder(PostgresProcessRecorder):
             SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} (topic)").format(
                 Identifier(f"{self.events_table_name}_topic_idx"), schema, events
             ),
+            *postgres_ddl(self.datastore.schema, self.person_keys_table),
         ]
         # One statement per batch: executemany costs a round trip per key.
         self._insert_key_sql = SQL(
@@ -98,9 +109,42 @@ class StoreRecorder(PostgresProcessRecorder):
         rejections: Sequence[Rejection] = kwargs.get("rejections") or ()
         if rejections:
             curs.executemany(
-                self._insert_rejection_sql,
-                [tuple(r.as_row()[col] for col in REJECTION_COLUMNS) for r in rejections],
+                self._insert_rejection_sql, [self._rejection_row(r) for r in rejections]
             )
+        person_keys: KeyChanges | None = kwargs.get("person_keys")
+        if person_keys:
+            person_keys.write_postgres(curs, self.datastore.schema, self.person_keys_table)
+
+    def _rejection_row(self, rejection: Rejection) -> tuple[Any, ...]:
+        row = rejection.as_row()
+        if self.payload_codec is not None:
+            row["payload"] = self.payload_codec.seal(row["payload"])
+        return tuple(row[col] for col in REJECTION_COLUMNS)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert, without the library's ten attempts when the table lock timed out.
+
+        eventsourcing retries an insert that met an operational error ten times,
+        0.2 s apart. For a dropped connection that is a short grace; for a lock
+        held by another session it multiplies the wait: with ``lock_timeout`` at
+        its default 10 s an HTTP request waited over 100 s before its 503 (and
+        held the ingest thread all along). The callers retry by themselves (the
+        Kafka worker with back-off, HTTP clients after ``Retry-After``), so a lock
+        timeout is reported after one wait; other operational errors are tried
+        again up to :data:`INSERT_ATTEMPTS` times, as before.
+        """
+        insert = super().insert_events.__wrapped__  # the library's, without its retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return cast("Sequence[int] | None", insert(self, stored_events, **kwargs))
+            except (InterfaceError, OperationalError) as exc:
+                if attempt >= INSERT_ATTEMPTS or isinstance(exc.__cause__, LockNotAvailable):
+                    raise
+                time.sleep(0.2)
 
     # -- queries used by the pipeline and the CLI -------------------------------------
 
@@ -179,6 +223,8 @@ class StoreRecorder(PostgresProcessRecorder):
             item = dict(row)
             if isinstance(item.get("payload"), memoryview):
                 item["payload"] = bytes(item["payload"])
+            if self.payload_codec is not None:
+                item["payload"] = self.payload_codec.open(item["payload"])
             out.append(item)
         return out
 

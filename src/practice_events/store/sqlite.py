@@ -15,13 +15,18 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory, SQLiteProcessRecorder
 
-from practice_events.store.records import REJECTION_COLUMNS, IngestKey, Rejection
+from practice_events.privacy.keys import SQLITE_DDL as PERSON_KEYS_DDL
+from practice_events.privacy.keys import KeyChanges
+from practice_events.store.records import REJECTION_COLUMNS, IngestKey, PayloadCodec, Rejection
 
 _KEY_CHUNK = 400
 
 
 class StoreRecorder(SQLiteProcessRecorder):
-    """A process recorder that also records idempotency keys and rejections."""
+    """A process recorder that also records idempotency keys, rejections and person keys."""
+
+    payload_codec: PayloadCodec | None = None
+    """Set by the application: encrypts refused payloads like event state."""
 
     def construct_create_table_statements(self) -> list[str]:
         """Add the ingest tables to the library's statements."""
@@ -38,6 +43,7 @@ class StoreRecorder(SQLiteProcessRecorder):
             "headers TEXT, position TEXT)",
             "CREATE INDEX IF NOT EXISTS rejections_source ON rejections (source, seq)",
             "CREATE INDEX IF NOT EXISTS stored_events_topic ON stored_events (topic)",
+            *PERSON_KEYS_DDL,
         ]
         return statements
 
@@ -67,9 +73,18 @@ class StoreRecorder(SQLiteProcessRecorder):
             c.executemany(
                 f"INSERT INTO rejections ({columns}) VALUES ({marks}) "
                 "ON CONFLICT (rejection_id) DO NOTHING",
-                [tuple(r.as_row()[col] for col in REJECTION_COLUMNS) for r in rejections],
+                [self._rejection_row(r) for r in rejections],
             )
+        person_keys: KeyChanges | None = kwargs.get("person_keys")
+        if person_keys:
+            person_keys.write_sqlite(c)
         return returning
+
+    def _rejection_row(self, rejection: Rejection) -> tuple[Any, ...]:
+        row = rejection.as_row()
+        if self.payload_codec is not None:
+            row["payload"] = self.payload_codec.seal(row["payload"])
+        return tuple(row[col] for col in REJECTION_COLUMNS)
 
     def _insert_stored(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> list[int]:
         """Insert events with one ``executemany`` and derive their notification ids.
@@ -176,7 +191,11 @@ class StoreRecorder(SQLiteProcessRecorder):
                 "SELECT * FROM rejections WHERE " + " AND ".join(clauses) + " ORDER BY seq LIMIT ?",
                 params,
             )
-            return [dict(zip(row.keys(), tuple(row), strict=True)) for row in c.fetchall()]
+            rows = [dict(zip(row.keys(), tuple(row), strict=True)) for row in c.fetchall()]
+        if self.payload_codec is not None:
+            for item in rows:
+                item["payload"] = self.payload_codec.open(item.get("payload"))
+        return rows
 
     def count_rejections(self) -> dict[str, int]:
         """Return the number of rejections by code."""
