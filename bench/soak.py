@@ -78,6 +78,9 @@ CLI = (sys.executable, "-m", "practice_events.cli")
 TARGETS = {"errors": 0, "p99_lag_ms": 5000.0, "p99_query_ms": 500.0, "rss_growth_percent": 25.0}
 """What the run must show: no error at all; the rest are this machine's bounds (2 vCPUs)."""
 
+SCHEDULER_TYPES = ("practice.finding.overdue.v1", "practice.finding.escalated.v1")
+"""What the overdue scheduler emits (producers may not: ``SYSTEM_EVENT_TYPE``)."""
+
 KAFKA_DISTRICT = ("SKB", "430899")
 """The relabelled district sent over Kafka: its code and administrative code."""
 
@@ -834,10 +837,14 @@ def measure(state: Run) -> dict[str, Any]:
         "dead_letters": m["dead_letters"],
         "rejections_stored": stats["rejections"],
         "scheduler_refusals_not_errors": stats["scheduler_refusals"],
+        "scheduler_emitted": stats["scheduler_emitted"],
         # Every HTTP event answered "accepted" and every Kafka record up to the offset the
         # worker tracked must be stored once: stored keys short (or beyond) that are lost
         # (or doubled). A backlog still in Kafka at the drain limit is under "drain".
-        "missing_from_store": http.outcomes["accepted"] + stats["kafka_stored"] - stats["ingested"],
+        "missing_from_store": http.outcomes["accepted"]
+        + stats["kafka_stored"]
+        + stats["scheduler_emitted"]
+        - stats["ingested"],
         "queries": queries["errors"],
         "logged_errors": m["log_errors"],
         "exit_codes": codes,
@@ -916,8 +923,11 @@ def store_counts(store_url: str, topic: str) -> dict[str, int]:
         internal = len(app.store.select_rejections(source=SYSTEM_SOURCE, limit=10**7))
         name = f"kafka:{topic}:0"
         tracked = app.store.select_trackings(name).get(name, -1)
+        topics = app.store.count_events_by_topic()
         return {
             "kafka_stored": int(tracked) + 1,
+            # the scheduler's own inputs: one key and one event each, of these types only
+            "scheduler_emitted": sum(topics.get(t, 0) for t in SCHEDULER_TYPES),
             "ingested": app.store.count_ingested_keys(),
             "rejections": sum(app.store.count_rejections().values()) - internal,
             "scheduler_refusals": internal,

@@ -377,8 +377,16 @@ def fresh_database(admin_url: str) -> Iterator[tuple[str, str]]:
     try:
         yield f"{base}/{name}", name
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # Other sessions may be restarting the shared server: try for a minute.
+        for attempt in range(12):
+            try:
+                with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg.OperationalError:
+                if attempt == 11:
+                    print(f"could not drop the scratch database {name}", file=sys.stderr)
+                time.sleep(5)
 
 
 @dataclass

@@ -198,7 +198,7 @@ class TestServeCrash:
 
         sent = [event for p in producers for event in p.sent()]
         ids = [str(event["id"]) for event in sent]
-        assert len(set(ids)) == len(ids) >= PRODUCERS * BATCH * 8
+        assert len(set(ids)) == len(ids) >= BATCH * 8 * (KILLS + 1)
         outcomes = {i: s for p in producers for i, s in p.outcomes.items()}
         assert set(outcomes) == set(ids)
         assert set(outcomes.values()) <= {"accepted", "duplicate"}

@@ -69,7 +69,7 @@ def oid(name: str) -> int | None:
 
 
 def fill(name: str) -> None:
-    """What tests leave behind: the store's tables, a second schema, odd objects, a setting."""
+    """What tests leave behind: the store's tables, another schema, odd objects, changed rights."""
     build_app(Settings(store=url(name))).close()
     with psycopg.connect(url(name), autocommit=True) as conn:
         conn.execute("CREATE SCHEMA shard_x")
@@ -80,19 +80,34 @@ def fill(name: str) -> None:
         conn.execute("COMMENT ON SCHEMA public IS 'changed'")
 
 
+@pytest.fixture(scope="module")
+def new_shape() -> list[tuple[Any, ...]]:
+    """The shape of a database made by CREATE DATABASE (never a recycled one)."""
+    name = f"pe_test_fx_new_{uuid.uuid4().hex[:10]}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        return shape(name)
+    finally:
+        with _admin() as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def names() -> Any:
-    made = [f"pe_test_fx_{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    made = [f"pe_test_fx_{uuid.uuid4().hex[:10]}" for _ in range(2)]
     yield made
     for name in made:
         drop_database(name)
 
 
-def test_a_recycled_database_is_exactly_as_empty_as_a_new_one(names: list[str]) -> None:
-    used, recycled, new = names
+def test_a_recycled_database_is_exactly_as_empty_as_a_new_one(
+    names: list[str], new_shape: list[tuple[Any, ...]]
+) -> None:
+    used, recycled = names
     create_database(used)
     fill(used)
-    assert shape(used) != shape_of_new(new)
+    assert shape(used) != new_shape
     kept = oid(used)
     lingering = psycopg.connect(url(used), autocommit=True)
     try:
@@ -104,7 +119,7 @@ def test_a_recycled_database_is_exactly_as_empty_as_a_new_one(names: list[str]) 
         lingering.close()
     create_database(recycled)
     assert oid(recycled) == kept, "the next database is the recycled one"
-    assert shape(recycled) == shape_of_new(new)
+    assert shape(recycled) == new_shape
 
 
 @pytest.mark.parametrize(
@@ -117,9 +132,9 @@ def test_a_recycled_database_is_exactly_as_empty_as_a_new_one(names: list[str]) 
     ids=["setting", "connection-limit", "publication"],
 )
 def test_a_database_changed_beyond_its_schemas_is_dropped_not_recycled(
-    names: list[str], statement: str, inside: bool
+    names: list[str], new_shape: list[tuple[Any, ...]], statement: str, inside: bool
 ) -> None:
-    used, following, new = names
+    used, following = names
     create_database(used)
     sql = statement.format(name=f'"{used}"')
     if inside:
@@ -133,12 +148,4 @@ def test_a_database_changed_beyond_its_schemas_is_dropped_not_recycled(
     assert oid(used) is None
     create_database(following)
     assert oid(following) != kept
-    assert shape(following) == shape_of_new(new)
-
-
-def shape_of_new(name: str) -> list[tuple[Any, ...]]:
-    """The shape of a database made by CREATE DATABASE (never a recycled one)."""
-    with _admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return shape(name)
+    assert shape(following) == new_shape

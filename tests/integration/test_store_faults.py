@@ -186,7 +186,6 @@ class TestWriteFaults:
                     assert status == 503, checks
                     assert checks["ingest"]["ok"] is False, checks["ingest"]
                     assert "error" in checks["ingest"]
-                    assert runtime.store.store.count_ingested_keys() == 31 + 60  # nothing went in
                 finally:
                     fault.off()
 
@@ -284,8 +283,11 @@ class TestDatabaseOutage:
     def test_projections_retry_through_an_outage_and_equal_a_rebuild(
         self, pg_url: str, tmp_path: Path
     ) -> None:
-        settings = Settings(store=pg_url, scheduler_interval_seconds=0)
-        outage = DatabaseOutage(pg_url)
+        # The store's pool gives up on a connection after 2 s (default 10 s, tried ten
+        # times by the library): a runner blocked in it reports the outage sooner.
+        store_url = f"{pg_url}?connect_timeout=2"
+        settings = Settings(store=store_url, scheduler_interval_seconds=0)
+        outage = DatabaseOutage(store_url)
         with live_server(settings, limits=LIMITS, plugins=None) as live:
             runtime = live.runtime_or_fail()
             runner = runtime.services["projections.runner"]
@@ -296,14 +298,17 @@ class TestDatabaseOutage:
                     wait_until(lambda: len(stream.sent) >= 200, what="events before the outage")
                     outage.begin()
                     try:
+                        # A runner in the middle of a query fails at once; one waiting for
+                        # a connection, when its pool gives up (the views' pool: 30 s).
                         wait_until(
                             lambda: any(s.status == "retrying" for s in runner.states.values()),
+                            timeout=60,
                             what="a projection to report the outage",
                         )
                         status, checks = readiness(http)
                         assert status == 503, checks
                         assert not all(s.status == "failed" for s in runner.states.values())
-                        time.sleep(3.0)  # longer than the store's own retries (about 2 s)
+                        time.sleep(2.0)  # a while longer: producers and runners keep trying
                     finally:
                         outage.end()
                     sent = len(stream.sent)
@@ -334,7 +339,7 @@ class TestDatabaseOutage:
         assert set(stream.outcomes.values()) <= {"accepted", "duplicate"}
         duplicates = sum(1 for s in stream.outcomes.values() if s == "duplicate")
         assert duplicates <= stream.retries * stream.size
-        app = open_app(pg_url)
+        app = open_app(store_url)
         try:
             keys = [(SOURCE, i) for i in ids]
             assert set(app.store.select_digests(keys)) == set(keys)
@@ -342,5 +347,5 @@ class TestDatabaseOutage:
             assert sum(app.store.count_events_by_topic().values()) == len(ids) + 1
         finally:
             app.close()
-        rows = assert_views_equal_rebuild(pg_url, tmp_path)
+        rows = assert_views_equal_rebuild(store_url, tmp_path)
         assert rows["network"] >= len(ids) + 1  # a row per site at least
