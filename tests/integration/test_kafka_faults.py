@@ -182,7 +182,12 @@ class TestBrokerUnreachable:
                     produced = produce_kafka_python(
                         topics.bootstrap, topics.topic, valid_stream(30) + bad_messages()
                     )
-                    wait_for_offsets(running.app, topics.topic, produced.last_offsets)
+                    # Generous bound: the worker's back-off after the outage and, with two
+                    # partitions, a partition held while a reference is in the other one
+                    # (up to 10 s each) can add up on a loaded machine.
+                    wait_for_offsets(
+                        running.app, topics.topic, produced.last_offsets, timeout=120.0
+                    )
                     wait_until(lambda: running.worker.ready, what="readiness")
                     status, body = http_get(health.port, "/readyz")
                     assert status == 200
