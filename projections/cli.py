@@ -350,7 +350,7 @@ def rebuild_projections(
         views.close()
         app.close()
     totals = {p.NAME: _topic_total(p, counts) for p in chosen}
-    groups = _balanced_groups(totals, jobs)
+    groups = balanced_groups(totals, jobs)
     if len(groups) <= 1:
         with Progress("rebuild", sum(totals.values()), enabled=progress) as bar:
             return _rebuild_group(settings, list(totals), views_url, batch_size, bar.advance)
@@ -372,7 +372,7 @@ def rebuild_projections(
     return [done[p.NAME] for p in chosen]
 
 
-def _balanced_groups(totals: dict[str, int], jobs: int) -> list[list[str]]:
+def balanced_groups(totals: dict[str, int], jobs: int) -> list[list[str]]:
     """Split projections into at most ``jobs`` groups of about equal events (largest first).
 
     Each name keeps the order of ``totals`` within its group.

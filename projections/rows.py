@@ -135,9 +135,10 @@ def _column_param(kind: str, column: Sequence[Any]) -> tuple[str, list[Any]]:
         texts = [_NULL if v is None else str(convert(v)) for v in column]
         return split, [_SEPARATOR.join(texts), _NULL]
     plain = [None if v is None else str(v) for v in column]
-    safe = all(t is None or (t != _NULL and _SEPARATOR not in t) for t in plain)
-    joined = _SEPARATOR.join(_NULL if t is None else t for t in plain)
-    if safe and joined:
+    joined = _SEPARATOR.join([_NULL if t is None else t for t in plain])
+    # Safe when no value holds the separator (exactly one between each two) and
+    # none is the NULL marker: checked on the joined text, in C.
+    if joined and joined.count(_SEPARATOR) == len(plain) - 1 and _NULL not in plain:
         return split, [joined, _NULL]
     return "?::text[]", [plain]
 

@@ -571,27 +571,22 @@ def rebuild_together(
             projection.drop(tx, suffix)
             projection.create(tx, suffix, indexes=projection.REBUILD_INDEXES)
     builders = {p.NAME: p.rebuilder(p.table_names(suffix)) for p in chosen}
-    own = {p.NAME: frozenset(p.TOPICS) for p in chosen}
-    # The types to read: a projection without a topic filter reads every type.
-    wanted: tuple[str, ...] = (
-        tuple(sorted(frozenset().union(*own.values()))) if all(own.values()) else ()
-    )
-    alone = len(chosen) == 1
+    router = PageRouter(chosen)
     position = 0
     reading = 0.0
     target = stop if stop is not None else reader.head()
     while position < target:
         started = clock()
-        page = reader.read(position, batch_size, wanted, stop=target)
+        page = reader.read(position, batch_size, router.topics, stop=target)
         reading += clock() - started
         if not page:
             break
         applied = 0
+        routed = router.route(page)
         with views.transaction() as tx:
             scratch_transaction(tx)
             for name, builder in builders.items():
-                topics = own[name]
-                mine = page if alone or not topics else [e for e in page if e.type in topics]
+                mine = routed[name]
                 if mine:
                     started = clock()
                     builder.apply(tx, mine)
@@ -626,6 +621,41 @@ def rebuild_together(
         share = result.events / applied_in_all if applied_in_all else 1 / len(done)
         result.seconds += reading * share
     return [done[p.NAME] for p in chosen]
+
+
+class PageRouter:
+    """Hands each event of a page to the projections that read its type, in one pass.
+
+    For several projections fed by one read of the log (a rebuild of all, a
+    replay): the page is read with :attr:`topics` (every type any of them
+    reads; none, i.e. all types, when one of them reads every type), and
+    :meth:`route` splits it by type once instead of filtering it once per
+    projection.
+    """
+
+    def __init__(self, projections: Sequence[Projection]) -> None:
+        self.names = [p.NAME for p in projections]
+        self.every = [p.NAME for p in projections if not p.TOPICS]
+        self.by_type: dict[str, list[str]] = {}
+        for projection in projections:
+            for topic in dict.fromkeys(projection.TOPICS):
+                self.by_type.setdefault(topic, []).append(projection.NAME)
+        self.topics: tuple[str, ...] = () if self.every else tuple(sorted(self.by_type))
+
+    def route(self, page: Sequence[LoggedEvent]) -> dict[str, list[LoggedEvent]]:
+        """Return each projection's events of ``page`` (in log order; empty lists too)."""
+        if len(self.names) == 1:
+            return {self.names[0]: list(page)}  # the page was read with its own types
+        out: dict[str, list[LoggedEvent]] = {name: [] for name in self.names}
+        every = [out[name] for name in self.every]
+        targets = {topic: [out[n] for n in names] for topic, names in self.by_type.items()}
+        none: list[list[LoggedEvent]] = []
+        for event in page:
+            for events in targets.get(event.type, none):
+                events.append(event)
+            for events in every:
+                events.append(event)
+        return out
 
 
 def _swap(

@@ -85,6 +85,7 @@ from practice_events.scoring.model import (
 )
 from practice_events.scoring.periods import Period, PeriodKind
 from projections.base import LoggedEvent, Projection
+from projections.rows import upsert_rows
 from projections.viewstore import Tx, ViewStore
 
 # --- event types ---------------------------------------------------------------------------
@@ -499,12 +500,14 @@ class _Rows:
         return row
 
     def flush(self) -> None:
-        """Upsert every changed row once, in key order."""
-        if self.dirty:
-            self.tx.executemany(
-                _upsert_sql(self.table, self.columns, (self.key,)),
-                [[self.rows[k][c] for c in self.columns] for k in sorted(self.dirty)],
-            )
+        """Upsert every changed row once, in key order (one statement on PostgreSQL)."""
+        upsert_rows(
+            self.tx,
+            self.table,
+            self.columns,
+            (self.key,),
+            [self.rows[k] for k in sorted(self.dirty)],
+        )
         self.dirty.clear()
 
 

@@ -229,7 +229,7 @@ class ScratchReplay:
         occurred_by: datetime | None = None,
         batch_size: int = 2000,
     ) -> None:
-        from projections.runner import LogReader
+        from projections.runner import LogReader, PageRouter
 
         self.app = app
         self.views = views
@@ -241,13 +241,9 @@ class ScratchReplay:
         self.events_read = 0
         self.events_applied = 0
         self.skipped_after = 0
-        self.topics = {p.NAME: frozenset(p.TOPICS) for p in self.projections}
-        wanted: set[str] = set()
-        for topics in self.topics.values():
-            wanted |= topics
-        # Only the types some projection reads (all when one reads every type):
-        # the reader walks the log in position order and filters in the database.
-        self.wanted: tuple[str, ...] = tuple(sorted(wanted)) if all(self.topics.values()) else ()
+        # Pages of the types some projection reads (all when one reads every
+        # type), split by type once: the reader filters in the database.
+        self.router = PageRouter(self.projections)
         with views.transaction() as tx:
             for projection in self.projections:
                 projection.drop(tx)
@@ -261,7 +257,7 @@ class ScratchReplay:
         from projections.runner import scratch_transaction
 
         while self.position < stop:
-            page = self.reader.read(self.position, self.batch_size, self.wanted, stop=stop)
+            page = self.reader.read(self.position, self.batch_size, self.router.topics, stop=stop)
             if not page:
                 if progress is not None:
                     progress(stop - self.position)
@@ -270,11 +266,11 @@ class ScratchReplay:
             last = page[-1].position
             self.events_read += len(page)
             events = self._in_time(page)
+            routed = self.router.route(events)
             with self.views.transaction() as tx:
                 scratch_transaction(tx)
                 for projection in self.projections:
-                    topics = self.topics[projection.NAME]
-                    mine = [e for e in events if e.type in topics] if topics else events
+                    mine = routed[projection.NAME]
                     if mine:
                         self.builders[projection.NAME].apply(tx, mine)
                         self.events_applied += len(mine)
