@@ -76,6 +76,7 @@ def _url(name: str) -> str:
 _SPARE_PREFIX = f"pe_spare_{os.getpid()}_{uuid.uuid4().hex[:6]}_"
 _spares: list[str] = []
 _spares_lock = threading.Lock()
+_orphans_dropped = False
 
 _USER_SCHEMAS = (
     "SELECT nspname FROM pg_namespace "
@@ -164,9 +165,38 @@ def _recycle(admin: Any, name: str) -> bool:
     return True
 
 
+def _drop_orphaned_spares(admin: Any) -> None:
+    """Drop spare databases of test processes that are gone (killed before their clean-up).
+
+    Only for a server on this machine: the process id in a spare's name means nothing elsewhere.
+    """
+    global _orphans_dropped  # noqa: PLW0603 - once per process
+    if _orphans_dropped or PG_HOST not in ("127.0.0.1", "localhost", "::1"):
+        return
+    _orphans_dropped = True
+    rows = admin.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'pe\\_spare\\_%'"
+    ).fetchall()
+    for (spare,) in rows:
+        pid = spare.split("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            admin.execute(f'DROP DATABASE IF EXISTS "{spare}" WITH (FORCE)')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def create_database(name: str) -> str:
     """Create an empty database and return its store URL (a recycled one when there is one)."""
     with _admin() as conn:
+        _drop_orphaned_spares(conn)
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         with _spares_lock:
             spare = _spares.pop() if _spares else None

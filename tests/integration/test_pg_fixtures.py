@@ -6,10 +6,14 @@ the PostgreSQL tests rely on: the dropped name is gone at once, sessions left on
 it are ended, and the database handed out next has exactly what a database made
 by ``CREATE DATABASE`` has: the same schemas (owner, privileges, comment), no
 table, sequence, type or function of a previous test, no setting of its own.
+Spare databases of a session killed before its clean-up do not pile up.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -18,6 +22,7 @@ import pytest
 
 from practice_events.bootstrap import build_app
 from practice_events.config import Settings
+from tests import conftest
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, _admin, create_database, drop_database
 
 pytestmark = pytest.mark.postgres
@@ -149,3 +154,24 @@ def test_a_database_changed_beyond_its_schemas_is_dropped_not_recycled(
     create_database(following)
     assert oid(following) != kept
     assert shape(following) == new_shape
+
+
+def test_spares_left_by_a_killed_session_are_dropped(
+    names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = f"pe_spare_{gone.pid}_000000_{uuid.uuid4().hex[:8]}"
+    mine = f"pe_spare_{os.getpid()}_000000_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{orphan}"')
+        conn.execute(f'CREATE DATABASE "{mine}"')
+    try:
+        monkeypatch.setattr(conftest, "_orphans_dropped", False)
+        create_database(names[0])
+        assert oid(orphan) is None, "the spare of a process that is gone is dropped"
+        assert oid(mine) is not None, "the spare of a live process is kept"
+    finally:
+        with _admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{orphan}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{mine}"')
