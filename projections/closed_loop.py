@@ -59,7 +59,6 @@ from projections.network import (
     select_in,
     units_under,
     upsert_sql,
-    utc_text,
 )
 from projections.rows import (
     bad_request,
@@ -70,6 +69,7 @@ from projections.rows import (
     parse_period,
     percentile,
     rate,
+    utc_text,
 )
 from projections.viewstore import Tx, ViewStore
 

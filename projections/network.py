@@ -41,12 +41,13 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import orjson
 
 from projections.base import LoggedEvent, Projection
+from projections.rows import utc_text
 from projections.viewstore import Tx, ViewStore
 
 REGISTERED = "practice.site.registered.v1"
@@ -84,11 +85,6 @@ MAX_PARAMS = 900
 
 
 # --- small helpers shared by the projections of this package ---------------------------------
-
-
-def utc_text(moment: datetime) -> str:
-    """Return ``moment`` as UTC ISO-8601 text with microseconds (sorts as text)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def parse_utc(text: str | None) -> datetime | None:

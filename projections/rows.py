@@ -43,9 +43,28 @@ def key(*parts: object) -> str:
     return KEY_SEPARATOR.join(map(str, parts))
 
 
+_UTC_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00"
+_UTC_TEXTS: dict[datetime, str] = {}
+_UTC_TEXTS_MAX = 4096
+
+
 def utc_text(moment: datetime) -> str:
-    """Return ``moment`` as fixed-width UTC ISO-8601 text (microseconds: sorts as text)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    """Return ``moment`` as fixed-width UTC ISO-8601 text (microseconds: sorts as text).
+
+    The same text as ``moment.astimezone(UTC).isoformat(timespec="microseconds")``
+    at about a third of its cost, and remembered for the last few thousand
+    moments: a rebuild formats each event's time once or more, for every event
+    of the log. (Equal aware datetimes are the same instant, so one text
+    serves them all, whatever their offsets.)
+    """
+    text = _UTC_TEXTS.get(moment)
+    if text is None:
+        u = moment.astimezone(UTC)
+        text = _UTC_FORMAT % (u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
+        if len(_UTC_TEXTS) >= _UTC_TEXTS_MAX:
+            _UTC_TEXTS.clear()
+        _UTC_TEXTS[moment] = text
+    return text
 
 
 def parse_utc(text: str) -> datetime:

@@ -52,7 +52,7 @@ from practice_events.domain.sla import SlaPolicy
 from practice_events.errors import TransientError
 from practice_events.ingest.pipeline import BatchResult, Pipeline
 from projections.closed_loop import ClosedLoopProjection, overdue_candidates
-from projections.network import utc_text
+from projections.rows import utc_text
 from projections.runner import BatchedRunner
 from projections.viewstore import ViewStore
 

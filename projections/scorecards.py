@@ -85,7 +85,7 @@ from practice_events.scoring.model import (
 )
 from practice_events.scoring.periods import Period, PeriodKind
 from projections.base import LoggedEvent, Projection
-from projections.rows import upsert_rows
+from projections.rows import upsert_rows, utc_text
 from projections.viewstore import Tx, ViewStore
 
 # --- event types ---------------------------------------------------------------------------
@@ -161,11 +161,6 @@ MAX_PARAMS = 900
 
 
 # --- small helpers ------------------------------------------------------------------------
-
-
-def utc_text(moment: datetime) -> str:
-    """Return ``moment`` as UTC ISO-8601 text with microseconds (text order = time order)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _marks(count: int) -> str:
