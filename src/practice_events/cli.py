@@ -124,9 +124,11 @@ def cmd_ingest_file(args: argparse.Namespace) -> int:
 def cmd_store_stats(args: argparse.Namespace) -> int:
     """Print what the store holds: events by type, aggregates by kind, last position."""
     from practice_events.bootstrap import build_app
+    from practice_events.config import require_existing_store
     from practice_events.store.stats import store_stats
 
     settings = _settings(args)
+    require_existing_store(settings.store)
     app = build_app(settings)
     try:
         stats = store_stats(app)
@@ -324,18 +326,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args))
-    except ConfigurationError as exc:
-        print(f"practice-events: {exc.reason}", file=sys.stderr)
-        return EXIT_USAGE
-    except TransientError as exc:
-        print(f"practice-events: unavailable: {exc.reason}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except PracticeEventsError as exc:
-        print(f"practice-events: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("practice-events: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - _failure re-raises what it does not know
+        code, message = _failure(exc)
+        print(f"practice-events: {message}", file=sys.stderr)
+        return code
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """Map an expected failure to its exit code and one line; re-raise a bug (exit 1).
+
+    Besides the project's own errors, the event store library's
+    ``OperationalError`` / ``InterfaceError`` (PostgreSQL refusing or timing
+    out a connection) mean the store is unavailable: exit 3, not a traceback.
+    """
+    from eventsourcing.persistence import InterfaceError, OperationalError
+
+    if isinstance(exc, ConfigurationError):
+        return EXIT_USAGE, exc.reason
+    if isinstance(exc, TransientError):
+        return EXIT_UNAVAILABLE, f"unavailable: {exc.reason}"
+    if isinstance(exc, PracticeEventsError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        lines = str(exc).strip().splitlines()
+        return EXIT_UNAVAILABLE, f"unavailable: {lines[0] if lines else type(exc).__name__}"
+    raise exc
 
 
 def _load_extensions() -> None:

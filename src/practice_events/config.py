@@ -272,6 +272,25 @@ def store_env(url: str) -> dict[str, str]:
     raise ConfigurationError(msg)
 
 
+def require_existing_store(url: str) -> None:
+    """Refuse a SQLite store file that does not exist, for commands that only read a store.
+
+    Opening a SQLite URL creates the file, so a mistyped path would otherwise
+    be answered with an empty store (0 events, a clean verify) instead of an
+    error. PostgreSQL databases are never created by opening them.
+    """
+    env = store_env(url)
+    path = env.get("SQLITE_DBNAME")
+    if path is None or path.startswith("file:"):
+        return
+    if not Path(path).is_file():
+        msg = (
+            f"no event store at {path}: this command reads a store and does not create one "
+            "(ingestion or `practice-events store init` creates it)"
+        )
+        raise ConfigurationError(msg)
+
+
 SECTION_GROUP = "practice_events.settings"
 """Entry-point group of the settings sections (see the module docstring)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,27 @@ class TestErrors:
         done = run("ingest-file", "/no/such/file.jsonl", env={"PRACTICE_EVENTS_STORE": sqlite_url})
         assert done.returncode == 2
         assert "no such file" in done.stderr
+
+    def test_reading_a_sqlite_store_that_does_not_exist_creates_nothing(
+        self, tmp_path: Path
+    ) -> None:
+        missing = tmp_path / "typo" / "store.db"
+        for argv in (("store", "stats"), ("audit", "verify"), ("audit", "history", "volunteer", "V1")):
+            done = run(*argv, "--store", f"sqlite:///{missing}")
+            assert done.returncode == 2, argv
+            assert f"no event store at {missing}" in done.stderr
+            assert "Traceback" not in done.stderr
+        assert not missing.parent.exists()
+
+    def test_an_unreachable_postgres_is_one_line_and_exit_3(self) -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        url = f"postgresql://postgres@127.0.0.1:{port}/practice?connect_timeout=1"
+        done = run("store", "stats", "--store", url)
+        assert done.returncode == 3
+        assert done.stderr.startswith("practice-events: unavailable: ")
+        assert len(done.stderr.strip().splitlines()) == 1
 
     def test_version_and_help(self) -> None:
         assert run("--version").stdout.startswith("practice-events ")

@@ -80,9 +80,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _app(settings: Settings) -> PracticeEvents:
+def _app(settings: Settings, *, create: bool = False) -> PracticeEvents:
+    """Open the store; only ``import`` may create one (the others read what is there)."""
     from practice_events.bootstrap import build_app
+    from practice_events.config import require_existing_store
 
+    if not create:
+        require_existing_store(settings.store)
     return build_app(settings)
 
 
@@ -334,7 +338,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not path.is_file():
         msg = f"no such file: {path}"
         raise ConfigurationError(msg)
-    app = _app(settings)
+    app = _app(settings, create=True)
     try:
         pipeline = build_pipeline(settings, app)
         with _progress(args, "import", None) as bar:
