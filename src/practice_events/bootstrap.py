@@ -56,7 +56,11 @@ def application_env(settings: Settings) -> dict[str, str]:
 
 
 def build_app(settings: Settings) -> PracticeEvents:
-    """Open the event store (creating its tables if needed)."""
+    """Open the event store (creating its tables if needed).
+
+    A store whose events the configured cipher key and compression cannot
+    read is refused here, with the setting to change (see ``store.at_rest``).
+    """
     from pathlib import Path
 
     from practice_events.contracts import load_all as load_contracts
@@ -72,9 +76,11 @@ def build_app(settings: Settings) -> PracticeEvents:
 
     from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 
+    from practice_events.store.at_rest import check_at_rest
+
     for attempt in range(3):
         try:
-            return PracticeEvents(env=env)
+            app = PracticeEvents(env=env)
         except (IntegrityError, ProgrammingError, InternalError):
             # Several processes creating the tables at once race on PostgreSQL's
             # CREATE TYPE (it has no IF NOT EXISTS); the loser simply tries again.
@@ -82,6 +88,13 @@ def build_app(settings: Settings) -> PracticeEvents:
             if attempt == 2:
                 raise
             time.sleep(0.1 * (attempt + 1))
+            continue
+        try:
+            check_at_rest(app)
+        except BaseException:
+            app.close()
+            raise
+        return app
     raise AssertionError("unreachable")  # pragma: no cover
 
 
