@@ -58,17 +58,18 @@ from projections.network import (
     reading,
     select_in,
     units_under,
-    upsert_sql,
 )
 from projections.rows import (
     bad_request,
     check_limit,
     decode_cursor,
     encode_cursor,
+    insert_rows,
     median,
     parse_period,
     percentile,
     rate,
+    upsert_rows,
     utc_text,
 )
 from projections.viewstore import Tx, ViewStore
@@ -688,19 +689,23 @@ class _Batch:
         tx, tables = self.tx, self.tables
         for finding_id in self.touched:
             self.derive(self.findings[finding_id])
-        tx.executemany(
-            upsert_sql(tables["findings"], FINDING_COLUMNS, ("finding_id",)),
-            [[self.findings[k][c] for c in FINDING_COLUMNS] for k in sorted(self.touched)],
+        # One statement per table on PostgreSQL (unnest of typed arrays), not a
+        # round trip per row: a rebuild flushes thousands of rows a page.
+        upsert_rows(
+            tx,
+            tables["findings"],
+            FINDING_COLUMNS,
+            ("finding_id",),
+            [self.findings[k] for k in sorted(self.touched)],
         )
-        tx.executemany(
-            upsert_sql(tables["clocks"], CLOCK_COLUMNS, ("finding_id", "clock_no")),
-            [[self.clocks[k][c] for c in CLOCK_COLUMNS] for k in sorted(self.touched_clocks)],
+        upsert_rows(
+            tx,
+            tables["clocks"],
+            CLOCK_COLUMNS,
+            ("finding_id", "clock_no"),
+            [self.clocks[k] for k in sorted(self.touched_clocks)],
         )
-        tx.executemany(
-            f"INSERT INTO {tables['timeline']} ({', '.join(TIMELINE_COLUMNS)}) "
-            f"VALUES ({marks(len(TIMELINE_COLUMNS))})",
-            self.timeline,
-        )
+        insert_rows(tx, tables["timeline"], TIMELINE_COLUMNS, self.timeline)
 
 
 @lru_cache(maxsize=65_536)

@@ -224,6 +224,13 @@ def _insert_many(
     tx.execute(f"{head}SELECT * FROM unnest({', '.join(parts)}) {tail}", params)
 
 
+def insert_rows(
+    tx: Tx, table: str, columns: Sequence[str], values: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``values`` (rows of ``columns``, in that order) with one batched statement."""
+    _insert_many(tx, table, columns, values, "")
+
+
 def upsert_rows(
     tx: Tx,
     table: str,
