@@ -127,7 +127,11 @@ class TestErrors:
         self, tmp_path: Path
     ) -> None:
         missing = tmp_path / "typo" / "store.db"
-        for argv in (("store", "stats"), ("audit", "verify"), ("audit", "history", "volunteer", "V1")):
+        for argv in (
+            ("store", "stats"),
+            ("audit", "verify"),
+            ("audit", "history", "volunteer", "V1"),
+        ):
             done = run(*argv, "--store", f"sqlite:///{missing}")
             assert done.returncode == 2, argv
             assert f"no event store at {missing}" in done.stderr
