@@ -28,6 +28,7 @@ apply method never fails and never decides.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,22 @@ def aggregate_id(kind: str, subject: str) -> UUID:
     a station) many times per batch, and uuid5 costs a SHA-1.
     """
     return uuid.uuid5(NAMESPACE, f"{kind}:{subject}")
+
+
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def uuid5_text(name: str) -> str:
+    """Return ``str(uuid.uuid5(NAMESPACE, name))``, without building a ``UUID`` object.
+
+    The ids of derived events are text in ``meta``; this computes the same
+    SHA-1 name-based UUID (version 5, RFC 4122 variant) in a third of the time.
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324 - uuid5 is SHA-1 by definition
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Meta(TypedDict, total=False):
@@ -98,7 +115,7 @@ def derived_meta(cause: Mapping[str, Any], event_type: str, *, time: str | None 
     """
     cause_id = str(cause.get("id", ""))
     return Meta(
-        id=str(uuid.uuid5(NAMESPACE, f"{cause_id}:{event_type}")),
+        id=uuid5_text(f"{cause_id}:{event_type}"),
         source=SYSTEM_SOURCE,
         type=event_type,
         time=time or str(cause.get("time", "")),

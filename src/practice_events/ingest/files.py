@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import orjson
 
+from practice_events.ingest.collector import relaxed_gc
 from practice_events.ingest.pipeline import RawInput
 from practice_events.ingest.processor import BatchProcessor
 from practice_events.privacy.redact import redact_input
@@ -95,7 +96,11 @@ def ingest_file(
     rejections_out: IO[bytes] | None = None
     started = time.perf_counter()
     try:
-        with path.open("rb") as stream, Progress("ingest", total, enabled=progress) as bar:
+        with (
+            path.open("rb") as stream,
+            Progress("ingest", total, enabled=progress) as bar,
+            relaxed_gc(),
+        ):
             for batch in _batches(stream, path.name, batch_size):
                 result = pipeline.process(batch)
                 summary.lines += len(batch)

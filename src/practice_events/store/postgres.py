@@ -78,13 +78,22 @@ class StoreRecorder(PostgresProcessRecorder):
         # One statement per batch: executemany costs a round trip per key.
         self._insert_key_sql = SQL(
             "INSERT INTO {0}.{1} (source, event_id, digest) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])"
         ).format(schema, keys)
         columns = SQL(", ").join(Identifier(c) for c in REJECTION_COLUMNS)
         marks = SQL(", ").join(SQL("%s") for _ in REJECTION_COLUMNS)
         self._insert_rejection_sql = SQL(
             "INSERT INTO {0}.{1} ({2}) VALUES ({3}) ON CONFLICT (rejection_id) DO NOTHING"
         ).format(schema, rejections, columns, marks)
+        # The events as four arrays in binary format: the library's array of a
+        # composite type is written as text, field by field in Python (~20 µs an event).
+        self._insert_stored_sql = SQL(
+            "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{2}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema, events, SQL("text" if self.datastore.originator_id_type == "text" else "uuid")
+        )
 
     def _insert_events(
         self,
@@ -114,6 +123,30 @@ class StoreRecorder(PostgresProcessRecorder):
         person_keys: KeyChanges | None = kwargs.get("person_keys")
         if person_keys:
             person_keys.write_postgres(curs, self.datastore.schema, self.person_keys_table)
+
+    def _insert_stored_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        """Lock and notify as the library does, then insert the events as binary arrays.
+
+        The same rows, in the same order and the same transaction, as the
+        library's ``unnest`` of an array of its composite type; only the
+        encoding of the parameters differs (binary arrays are dumped in C).
+        """
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_stored_sql,
+            (
+                [s.originator_id for s in stored_events],
+                [s.originator_version for s in stored_events],
+                [s.topic for s in stored_events],
+                [s.state for s in stored_events],
+            ),
+        )
 
     def _rejection_row(self, rejection: Rejection) -> tuple[Any, ...]:
         row = rejection.as_row()
@@ -159,7 +192,7 @@ class StoreRecorder(PostgresProcessRecorder):
             return {}
         query = SQL(
             "SELECT k.source, k.event_id, k.digest FROM {0}.{1} k "
-            "JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
+            "JOIN unnest(%b::text[], %b::text[]) AS q(source, event_id) "
             "ON k.source = q.source AND k.event_id = q.event_id"
         ).format(Identifier(self.datastore.schema), Identifier(self.keys_table))
         rows = self._fetch(query, ([k[0] for k in keys], [k[1] for k in keys]))
