@@ -205,3 +205,11 @@ class Tamper:
                 self._sql(f"UPDATE {self.seals} SET row_hash = ? WHERE position = ?"),
                 (b"\x00" * 32, position),
             )
+
+    def corrupt_seal_chain(self, position: int) -> None:
+        """Overwrite one seal's chain hash (its row hash stays right)."""
+        with self._cursor() as cur:
+            cur.execute(
+                self._sql(f"UPDATE {self.seals} SET chain_hash = ? WHERE position = ?"),
+                (b"\x01" * 32, position),
+            )

@@ -51,6 +51,22 @@ class TestIntegrityCommands:
         assert report["ok"]
         assert report["chain_hash"] == sealed["chain_hash"]
 
+    def test_verify_takes_the_number_of_ranges_checked_at_once(
+        self, store_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run(capsys, "audit", "seal", "--store", store_url)
+        Tamper(store_url).delete(33)
+        reports = [
+            run_json(capsys, "audit", "verify", "--store", store_url, "--workers", workers)
+            for workers in ("1", "3")
+        ]
+        for code, report in reports:
+            assert code == 5
+            assert report["first_break"]["position"] == 33
+        timing = {"seconds", "events_per_second"}
+        one, three = ({k: v for k, v in r.items() if k not in timing} for _, r in reports)
+        assert one == three
+
     def test_verify_exits_5_and_names_the_break_after_tampering(
         self, store_url: str, capsys: pytest.CaptureFixture[str]
     ) -> None:

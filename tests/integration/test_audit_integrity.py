@@ -9,11 +9,14 @@ rewrite of events *and* seals that only a signed checkpoint reveals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
 
 import pytest
 
+from practice_events.audit import integrity
 from practice_events.audit.integrity import (
     GENESIS,
     Sealer,
@@ -25,6 +28,7 @@ from practice_events.audit.integrity import (
     row_hash,
     verify,
     verify_checkpoint,
+    verify_walk,
 )
 from practice_events.errors import ConfigurationError
 from tests.factories_audit import Store, Tamper, demo_events
@@ -180,6 +184,114 @@ class TestVerify:
         counted: list[int] = []
         report = verify(store.app, page=64, progress=counted.append)
         assert sum(counted) == report.events_checked
+
+
+RANGE = 37
+"""Positions per range in the parallel tests: the small log splits into several ranges."""
+
+
+def parallel(store: Store, **options: Any) -> dict[str, Any]:
+    """Verify in small ranges, two at once (worker processes on SQLite, threads on PostgreSQL)."""
+    with mock.patch.object(integrity, "_walk", side_effect=AssertionError("in-process walk")):
+        report = verify(store.app, workers=2, range_size=RANGE, parallel_from=0, **options)
+    return _comparable(report.as_dict())
+
+
+def sequential(store: Store) -> dict[str, Any]:
+    """The in-process walk, one position after another: the reference."""
+    return _comparable(verify_walk(store.app).as_dict())
+
+
+def _comparable(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in {"seconds", "events_per_second"}}
+
+
+TAMPERING: dict[str, tuple[Callable[[Tamper], object], int, str]] = {
+    "edited row": (lambda t: t.edit_data(120, reason="edited quietly"), 120, "modified"),
+    "deleted row": (lambda t: t.delete(77), 77, "deleted"),
+    "rows swapped": (lambda t: t.swap_positions(40, 90), 40, "reordered"),
+    "contents swapped": (lambda t: t.swap_states(55, 56), 55, "modified"),
+    "forged row before the first": (lambda t: t.forge(0, like=10), 0, "inserted"),
+    "edited seal": (lambda t: t.corrupt_seal(150), 150, "seal_modified"),
+    # The last seal of range (37, 74]: the next range starts from its stored chain.
+    "seal chain at a range end": (
+        lambda t: t.corrupt_seal_chain(2 * RANGE),
+        2 * RANGE,
+        "seal_modified",
+    ),
+    "seal chain at a range start": (
+        lambda t: t.corrupt_seal_chain(2 * RANGE + 1),
+        2 * RANGE + 1,
+        "seal_modified",
+    ),
+    "break in a later range only": (
+        lambda t: t.edit_data(6 * RANGE + 5, reason="late"),
+        6 * RANGE + 5,
+        "modified",
+    ),
+    "two breaks, the earlier wins": (
+        lambda t: (t.edit_data(6 * RANGE + 5, reason="late"), t.delete(RANGE + 3)),
+        RANGE + 3,
+        "deleted",
+    ),
+    "two breaks in one range": (
+        lambda t: (t.corrupt_seal(3 * RANGE + 20), t.delete(3 * RANGE + 9)),
+        3 * RANGE + 9,
+        "deleted",
+    ),
+    "earlier seal break, later row break": (
+        lambda t: (t.edit_data(5 * RANGE, reason="x"), t.corrupt_seal_chain(RANGE)),
+        RANGE,
+        "seal_modified",
+    ),
+}
+"""Tampering, and the first break the walk reports: (position, kind)."""
+
+
+class TestParallelVerify:
+    """Ranges checked at once report exactly what the sequential walk reports."""
+
+    def test_an_untouched_log_gives_the_same_report_and_progress(self, store: Store) -> None:
+        assert store.app.last_position() > 6 * RANGE  # several ranges
+        counted: list[int] = []
+        report = parallel(store, progress=counted.append)
+        assert report == sequential(store)
+        assert report["ok"]
+        assert sum(counted) == report["events_checked"] == store.app.last_position()
+
+    def test_the_unsealed_tail_is_chained_after_the_ranges(self, store: Store) -> None:
+        store.ingest(demo_events()[HISTORY : HISTORY + 30])
+        report = parallel(store)
+        assert report["unsealed"] > 0
+        assert report == sequential(store)
+        Sealer(store.app).seal()
+        assert parallel(store)["chain_hash"] == report["chain_hash"]
+
+    def test_deleting_the_last_rows_is_found_beyond_the_log_head(
+        self, store: Store, tamper: Tamper
+    ) -> None:
+        head = store.app.last_position()
+        tamper.delete(head)
+        tamper.delete(head - 1)
+        report = parallel(store)
+        assert report == sequential(store)
+        assert report["first_break"]["position"] == head - 1
+
+    @pytest.mark.parametrize("how", list(TAMPERING))
+    def test_the_first_break_and_the_counts_are_the_walks(
+        self, store: Store, tamper: Tamper, how: str
+    ) -> None:
+        change, position, kind = TAMPERING[how]
+        change(tamper)
+        expected = sequential(store)
+        assert (expected["first_break"]["position"], expected["first_break"]["kind"]) == (
+            position,
+            kind,
+        )
+        assert expected["events_checked"] == max(position - 1, 0)  # the rows before it
+        assert parallel(store) == expected
+        in_process = verify(store.app, workers=1, range_size=RANGE).as_dict()
+        assert _comparable(in_process) == expected
 
 
 @pytest.fixture(params=["ed25519", "hmac"])

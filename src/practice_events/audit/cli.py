@@ -177,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         store = log_store(app)
         with _progress(args, "verify", store.log_head()) as bar:
-            report = verify(app, store=store, progress=bar.advance)
+            report = verify(app, store=store, progress=bar.advance, workers=args.workers)
         if args.checkpoint:
             path = Path(args.checkpoint)
             try:
@@ -543,6 +543,13 @@ def _install_integrity(sub: Any) -> None:
     p = sub.add_parser("verify", help="Walk the log and its seals; report the first break.")
     p.add_argument("--checkpoint", help="also check this signed checkpoint against the log")
     p.add_argument("--key", help=f"HMAC secret / expected Ed25519 key (default ${KEY_ENV})")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="ranges of the log checked at once: connections on PostgreSQL, processes on "
+        "SQLite (default: the CPU count, at most 4; 1: in this process)",
+    )
     _common(p)
     p.set_defaults(func=cmd_verify)
 

@@ -37,6 +37,11 @@ break in position order:
                    later positions were sealed;
 ``seal_modified``  the seals table itself is not a chain any more.
 
+Up to the sealed head each check is local, so :func:`verify` checks ranges of
+positions independently and at once (worker processes on SQLite, connections
+on PostgreSQL; see :mod:`practice_events.audit.ranges`) and reports what the
+sequential walk (:func:`verify_walk`) reports.
+
 Someone with write access could rewrite events *and* recompute every seal
 after them. Signed checkpoints close that gap: :func:`make_checkpoint` signs
 the chain head at a position (Ed25519, or HMAC-SHA-256 for a shared secret)
@@ -48,11 +53,14 @@ and compares it with the signed head.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,12 +72,23 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 
 from practice_events.application import PracticeEvents
+from practice_events.audit import ranges
+from practice_events.audit.ranges import (
+    SQLITE_READ_LOG,
+    RangeOutcome,
+    RawBreak,
+    check_range,
+    hash_rows,
+    sqlite_range,
+)
+from practice_events.audit.ranges import id_bytes as _id_bytes
 from practice_events.errors import ConfigurationError, PracticeEventsError
 
 log = structlog.get_logger(__name__)
 
-GENESIS = bytes(32)
+GENESIS = ranges.GENESIS
 """The chain value before the first event."""
+
 
 CHECKPOINT_FORMAT = "practice-events/checkpoint/v1"
 """The ``format`` of checkpoint documents; bump it if the signed fields change."""
@@ -142,6 +161,9 @@ class LogStore(Protocol):
     def seal_at(self, position: int) -> SealRow | None:
         """Return the seal of ``position``, if any."""
 
+    def last_seal_chain(self, position: int) -> bytes:
+        """Return the chain of the last seal at or before ``position`` (GENESIS when none)."""
+
     def count_seals(self) -> int:
         """Return how many positions are sealed."""
 
@@ -167,10 +189,12 @@ class SqliteLogStore:
         recorder: Any = app.recorder
         self.datastore = recorder.datastore
         self.events = recorder.events_table_name
-        self.read_log_sql = (
-            "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - table name from code
-            f"FROM {self.events} WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
-        )
+        self.read_log_sql = SQLITE_READ_LOG.format(self.events)
+        pool = self.datastore.pool
+        name = str(pool.db_name)
+        plain_file = not pool.is_sqlite_memory_mode and not name.startswith("file:")
+        self.path: str | None = name if plain_file else None
+        """The database file, for worker processes (None for in-memory or URI names)."""
 
     def ensure_tables(self) -> None:
         """Create the seal tables if missing."""
@@ -205,37 +229,15 @@ class SqliteLogStore:
         rows = self._rows(self.read_log_sql, (after, bound, limit))
         return [(r[0], _id_bytes(r[1]), r[2], r[3], r[4]) for r in rows]
 
-    def read_hashes(self, after: int, limit: int, stop: int | None = None) -> list[HashRow]:
-        """Return (position, row hash) of up to ``limit`` events (hashed here, in Python).
-
-        :func:`row_hash` written out inline: this loop is most of ``verify``'s time.
-        """
+    def read_raw(self, after: int, limit: int, stop: int | None = None) -> list[tuple[Any, ...]]:
+        """Return up to ``limit`` stored rows as SQLite holds them (originator as hex text)."""
         bound = stop if stop is not None else 2**63 - 1
-        sha256 = hashlib.sha256
-        join = b"".join
-        out: list[HashRow] = []
-        for position, originator, version, topic, state in self._rows(
-            self.read_log_sql, (after, bound, limit)
-        ):
-            encoded = topic.encode()
-            ident = bytes.fromhex(originator) if len(originator) == 32 else _id_bytes(originator)
-            out.append(
-                (
-                    position,
-                    sha256(
-                        join(
-                            (
-                                ident,
-                                version.to_bytes(8, "big"),
-                                len(encoded).to_bytes(2, "big"),
-                                encoded,
-                                state,
-                            )
-                        )
-                    ).digest(),
-                )
-            )
-        return out
+        return self._rows(self.read_log_sql, (after, bound, limit))
+
+    def read_hashes(self, after: int, limit: int, stop: int | None = None) -> list[HashRow]:
+        """Return (position, row hash) of up to ``limit`` events (hashed here, in Python)."""
+        bound = stop if stop is not None else 2**63 - 1
+        return hash_rows(self._rows(self.read_log_sql, (after, bound, limit)))
 
     def read_seals(self, after: int, limit: int, stop: int | None = None) -> list[SealRow]:
         """Return up to ``limit`` seals after ``after`` (up to ``stop``), in order."""
@@ -254,6 +256,16 @@ class SqliteLogStore:
             )
             row = c.fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def last_seal_chain(self, position: int) -> bytes:
+        """Return the chain of the last seal at or before ``position`` (GENESIS when none)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT chain_hash FROM seals WHERE position <= ? ORDER BY position DESC LIMIT 1",
+                (position,),
+            )
+            row = c.fetchone()
+        return GENESIS if row is None else bytes(row[0])
 
     def seal_at(self, position: int) -> SealRow | None:
         """Return the seal of ``position``, if any."""
@@ -347,7 +359,10 @@ class PostgresLogStore:
             "check_range": SQL(
                 # Log rows and seals of one position range, joined by position; only
                 # the rows that are not "sealed and matching" come back (see verify()).
-                "WITH e AS (SELECT notification_id AS p, sha256(uuid_send(originator_id) || "
+                # MATERIALIZED: each row is hashed once (inlined, the filter hashed it twice)
+                # and the join holds (position, hash) pairs, not the stored bytes.
+                "WITH e AS MATERIALIZED (SELECT notification_id AS p, "
+                "sha256(uuid_send(originator_id) || "
                 "int8send(originator_version) || int2send(octet_length(topic)::int2) || "
                 "convert_to(topic, 'UTF8') || state) AS h FROM {0} "
                 "WHERE notification_id > %(a)s AND notification_id <= %(b)s), "
@@ -377,6 +392,12 @@ class PostgresLogStore:
             "seal_at": SQL(
                 "SELECT position, row_hash, chain_hash FROM {0} WHERE position = %s"
             ).format(seals),
+            "last_seal_chain": SQL(
+                "SELECT chain_hash FROM {0} WHERE position <= %s ORDER BY position DESC LIMIT 1"
+            ).format(seals),
+            "count_log": SQL(
+                "SELECT count(*) FROM {0} WHERE notification_id > %s AND notification_id <= %s"
+            ).format(events),
             "count_seals": SQL("SELECT COUNT(*) FROM {0}").format(seals),
             "copy_seals": SQL(
                 "COPY {0} (position, row_hash, chain_hash, sealed_at) FROM STDIN"
@@ -395,18 +416,25 @@ class PostgresLogStore:
         }
 
     def check_range(
-        self, after: int, upper: int, sealed_head: int, previous: bytes
+        self,
+        after: int,
+        upper: int,
+        sealed_head: int,
+        previous: bytes,
+        log_stop: int | None = None,
     ) -> tuple[int, list[tuple[Any, ...]], tuple[int, bytes] | None]:
-        """Check positions in (after, upper] on the server.
+        """Check positions in (after, upper] on the server (log rows up to ``log_stop`` too).
 
-        Returns the number of log rows in the range, the rows that are not
+        ``previous`` is the chain before the range's first seal. Returns the
+        number of log rows in the range, the rows that are not
         sealed-and-matching as (position, row hash | None, sealed row hash |
         None, sealed chain | None, expected chain | None) in position order,
         and the last seal in the range (position, chain), if any.
         """
         from psycopg.rows import tuple_row
 
-        params = {"a": after, "b": upper, "sb": min(upper, sealed_head), "prev": previous}
+        rows_upper = upper if log_stop is None else min(upper, log_stop)
+        params = {"a": after, "b": rows_upper, "sb": min(upper, sealed_head), "prev": previous}
         with self.datastore.get_connection() as conn, conn.transaction():
             cur = conn.cursor(binary=True, row_factory=tuple_row)
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -476,6 +504,15 @@ class PostgresLogStore:
         rows = self._query("seal_at", (position,))
         return None if not rows else (int(rows[0][0]), _bytes(rows[0][1]), _bytes(rows[0][2]))
 
+    def last_seal_chain(self, position: int) -> bytes:
+        """Return the chain of the last seal at or before ``position`` (GENESIS when none)."""
+        rows = self._query("last_seal_chain", (position,))
+        return GENESIS if not rows else _bytes(rows[0][0])
+
+    def count_log(self, after: int, upper: int) -> int:
+        """Return how many log rows sit in (after, upper]."""
+        return int(self._query("count_log", (after, upper))[0][0])
+
     def count_seals(self) -> int:
         """Return how many positions are sealed."""
         return int(self._query("count_seals")[0][0])
@@ -506,16 +543,6 @@ class PostgresLogStore:
         """Return (position, version, topic, state) of one aggregate's events, in order."""
         rows = self._query("events_of", (originator,))
         return [(int(r[0]), int(r[1]), str(r[2]), _bytes(r[3])) for r in rows]
-
-
-def _id_bytes(value: Any) -> bytes:
-    """Return an originator id (UUID, 32-hex text or dashed text) as 16 bytes."""
-    if isinstance(value, UUID):
-        return value.bytes
-    text = str(value)
-    if len(text) == 32:
-        return bytes.fromhex(text)
-    return UUID(text).bytes
 
 
 def _bytes(value: Any) -> bytes:
@@ -720,33 +747,235 @@ def _pages(
         after = rows[-1][0]
 
 
+RANGE = 50_000
+"""Positions per range that :func:`verify` checks on its own (one server query on PostgreSQL)."""
+
+PARALLEL_FROM = 100_000
+"""SQLite: a log with fewer sealed positions is walked in this process (workers cost more)."""
+
+
+def default_workers() -> int:
+    """The ranges :func:`verify` checks at once by default: the CPUs this process may use, ≤ 4."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        count = os.cpu_count() or 1
+    return max(1, min(4, count))
+
+
 def verify(
     app: PracticeEvents,
     *,
     store: LogStore | None = None,
     page: int = PAGE,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+    range_size: int = RANGE,
+    parallel_from: int = PARALLEL_FROM,
 ) -> VerifyReport:
     """Walk the log and the seals together and report the first break (see module docstring).
 
     The walk covers the log as it was when it started. Events after the last
     seal are counted as ``unsealed``: the follower has not reached them yet,
     which is not a break.
+
+    The sealed part is checked in ranges of ``range_size`` positions,
+    ``workers`` at once (default :func:`default_workers`): on PostgreSQL on
+    that many connections (the server hashes), on a SQLite file in that many
+    worker processes once at least ``parallel_from`` positions are sealed
+    (smaller logs, in-memory stores and ``workers=1`` check the ranges here,
+    one after another). Each range needs only the stored chain of the seal
+    before it (see :mod:`practice_events.audit.ranges`); the lowest range's
+    break is the walk's first break, and the unsealed tail is chained in
+    order afterwards, so the report is the one :func:`verify_walk` gives.
+    Progress is reported as ranges finish, in position order.
+    """
+    store = store or log_store(app)
+    workers = default_workers() if workers is None else max(1, workers)
+    started = time.perf_counter()
+    report = VerifyReport(log_head=store.log_head())
+    head = store.seal_head()
+    report.sealed_head = head[0] if head else 0
+    run: RunRange
+    pool: Executor | None = None
+    if isinstance(store, PostgresLogStore):
+        run = functools.partial(_server_range, store, report)
+        if workers > 1:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
+    elif (
+        isinstance(store, SqliteLogStore)
+        and store.path is not None
+        and workers > 1
+        and report.sealed_head >= parallel_from
+    ):
+        path = str(Path(store.path).resolve())  # workers may not share this cwd
+        run = functools.partial(
+            sqlite_range, path, store.events, log_stop=report.log_head, page=page
+        )
+        pool = _process_pool(workers)
+    elif isinstance(store, SqliteLogStore):
+        run = functools.partial(
+            check_range,
+            store.read_raw,
+            store.read_seals,
+            log_stop=report.log_head,
+            page=page,
+            raw=True,
+        )
+    else:  # pragma: no cover - the two stores are above
+        run = functools.partial(
+            check_range, store.read_hashes, store.read_seals, log_stop=report.log_head, page=page
+        )
+    try:
+        found, chain = _walk_ranges(
+            store,
+            report,
+            run,
+            pool,
+            size=range_size,
+            page=page,
+            progress=progress,
+            head_chain=head[1] if head else GENESIS,
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return _finish(report, found, chain, started)
+
+
+def verify_walk(
+    app: PracticeEvents,
+    *,
+    store: LogStore | None = None,
+    page: int = PAGE,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """The sequential walk in this process, one position after another, on either store.
+
+    The reference that :func:`verify`'s ranges agree with (the tests compare
+    the two reports on every kind of tampering).
     """
     store = store or log_store(app)
     started = time.perf_counter()
     report = VerifyReport(log_head=store.log_head())
     head = store.seal_head()
     report.sealed_head = head[0] if head else 0
-    if isinstance(store, PostgresLogStore):
-        found, chain = _walk_on_server(store, report, progress)
-    else:
-        found, chain = _walk(store, report, page, progress)
+    found, chain = _walk(store, report, page, progress)
+    return _finish(report, found, chain, started)
+
+
+def _finish(
+    report: VerifyReport, found: Break | None, chain: bytes, started: float
+) -> VerifyReport:
     report.first_break = found
     report.ok = found is None
     report.chain_hash = chain.hex() if found is None else ""
     report.seconds = time.perf_counter() - started
     return report
+
+
+RunRange = Callable[..., RangeOutcome]
+"""Check one range: called with ``after=``, ``upper=``, ``previous=`` (see ranges.check_range)."""
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for SQLite ranges: forkserver (spawn where there is none), never fork.
+
+    Like any such pool, it needs the caller's main module to be safe to import
+    (the ``if __name__ == "__main__":`` guard).
+    """
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _server_range(
+    store: PostgresLogStore, report: VerifyReport, *, after: int, upper: int, previous: bytes
+) -> RangeOutcome:
+    """Check one range of PostgreSQL positions on the server (hashing and matching there)."""
+    log_stop = report.log_head
+    count, odd, _ = store.check_range(after, upper, report.sealed_head, previous, log_stop)
+    if not odd:
+        return count, None
+    position, content, sealed, sealed_chain, expected = odd[0]
+    raw: RawBreak
+    if content is None:
+        raw = (position, "deleted", None)
+    elif sealed is None:
+        raw = (position, "inserted", None)
+    elif sealed_chain != expected:
+        raw = (position, "seal_modified", None)
+    else:
+        raw = (position, "mismatch", content)
+    # The rows before the break, as the sequential walk counts them.
+    return store.count_log(after, min(position - 1, log_stop)), raw
+
+
+def _bounds(sealed_head: int, size: int) -> list[int]:
+    """Range boundaries over the sealed positions: (LOWEST, 0], then ``size`` at a time."""
+    inner = range(size, sealed_head, size) if sealed_head > 0 else range(0)
+    return sorted({LOWEST, min(0, sealed_head), *inner, sealed_head})
+
+
+def _walk_ranges(
+    store: LogStore,
+    report: VerifyReport,
+    run: RunRange,
+    pool: Executor | None,
+    *,
+    size: int,
+    page: int,
+    progress: Callable[[int], None] | None,
+    head_chain: bytes,
+) -> tuple[Break | None, bytes]:
+    """Check the sealed ranges (on ``pool``, else here, in order), take the lowest break.
+
+    Then chain the unsealed tail after the sealed head, in order, from the
+    sealed head's chain ``head_chain``.
+    """
+    outcomes: list[Callable[[], RangeOutcome]] = []
+    for after, upper in itertools.pairwise(_bounds(report.sealed_head, max(1, size))):
+        previous = store.last_seal_chain(after)
+        if pool is None:
+            outcomes.append(functools.partial(run, after=after, upper=upper, previous=previous))
+        else:
+            outcomes.append(pool.submit(run, after=after, upper=upper, previous=previous).result)
+    for outcome in outcomes:
+        checked, raw = outcome()
+        report.events_checked += checked
+        if progress is not None and checked:
+            progress(checked)
+        if raw is not None:
+            return _break_of(store, raw), GENESIS
+    chain = head_chain
+    counted = 0
+    for position, content in _pages(store.read_hashes, report.log_head, page, report.sealed_head):
+        chain = link(chain, position, content)
+        counted += 1
+        if progress is not None and counted % page == 0:
+            progress(page)
+    if progress is not None and counted % page:
+        progress(counted % page)
+    report.unsealed += counted
+    report.events_checked += counted
+    return None, chain
+
+
+_BREAKS: dict[str, tuple[BreakKind, str]] = {
+    "deleted": ("deleted", "a sealed position has no event in the log"),
+    "inserted": ("inserted", "an event sits at a position that was never sealed"),
+    "seal_modified": ("seal_modified", "the seals table is not a hash chain here"),
+}
+
+
+def _break_of(store: LogStore, raw: RawBreak) -> Break:
+    """The :class:`Break` of a range's raw break (a mismatch is classified here)."""
+    position, kind, content = raw
+    if kind == "mismatch" and content is not None:
+        return _classify(store, position, content)
+    found, detail = _BREAKS[kind]
+    return Break(position, found, detail)
 
 
 def _walk(
@@ -796,53 +1025,6 @@ def _walk(
         progress(checked - reported)
     report.events_checked = checked
     return found, chain
-
-
-SERVER_RANGE = 50_000
-"""Positions checked per server-side query on PostgreSQL."""
-
-
-def _walk_on_server(
-    store: PostgresLogStore,
-    report: VerifyReport,
-    progress: Callable[[int], None] | None,
-) -> tuple[Break | None, bytes]:
-    """The same walk as :func:`_walk`, with hashing and matching done by PostgreSQL.
-
-    Each range of positions is one query that hashes the stored rows, joins
-    them to their seals and returns only what is not sealed-and-matching, so
-    an intact log costs a few bytes per range over the wire.
-    """
-    sealed_head = report.sealed_head
-    end = max(report.log_head, sealed_head)
-    bounds = [LOWEST, 0, *range(SERVER_RANGE, end + SERVER_RANGE, SERVER_RANGE)]
-    chain = GENESIS
-    for after, upper in itertools.pairwise(bounds):
-        count, odd, last = store.check_range(after, upper, sealed_head, chain)
-        for position, content, sealed, sealed_chain, expected in odd:
-            if content is None:
-                return Break(
-                    position, "deleted", "a sealed position has no event in the log"
-                ), chain
-            if sealed is None:
-                if position <= sealed_head:
-                    detail = "an event sits at a position that was never sealed"
-                    return Break(position, "inserted", detail), chain
-                report.unsealed += 1
-                continue
-            if sealed_chain != expected:
-                detail = "the seals table is not a hash chain here"
-                return Break(position, "seal_modified", detail), chain
-            return _classify(store, position, content), chain
-        if last is not None:
-            chain = last[1]
-        for position, content, sealed, _, _ in odd:
-            if sealed is None:
-                chain = link(chain, position, content)
-        report.events_checked += count
-        if progress is not None and count:
-            progress(count)
-    return None, chain
 
 
 def _classify(store: LogStore, position: int, content: bytes) -> Break:
