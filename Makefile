@@ -49,6 +49,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-wrk.sh || echo "bench: no wrk; bench/api.py falls back to its Python load generator" >&2
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -422,7 +422,7 @@ def render_api(result: Result) -> str:
             for clients, step in steps.items():
                 if not isinstance(step, Mapping) or "p50_ms" not in step:
                     continue
-                cpu = step.get("cpu_ms_per_request")
+                cpu = step.get("server_cpu_ms_per_request", step.get("cpu_ms_per_request"))
                 rows.append(
                     (
                         endpoint,
@@ -433,8 +433,9 @@ def render_api(result: Result) -> str:
                         number(step.get("errors")),
                     )
                 )
+        generator = figures.get("load_generator", "python")
         out += [
-            f"**{backend}**",
+            f"**{backend}** (load generator: {generator})",
             "",
             table(
                 ("endpoint", "clients", "p50 / p99 ms", "req/s", "server CPU ms/req", "errors"),
