@@ -421,17 +421,29 @@ class _LedgerBatch:
         self.recheck_last_service: set[str] = set()
         self.at = ""
         """The current event's time as stored text (computed once per event)."""
+        self._day_of: datetime | None = None
+        self._day = ""
+        """The local day of the time ``_day_of`` (the last check-in's, usually)."""
 
     # -- the batch -------------------------------------------------------------------------
 
     def run(self, events: Sequence[LoggedEvent]) -> None:
-        """Preload, apply every event in log order, then write."""
+        """Preload, apply every event in log order, then write.
+
+        The time text is formatted again only when the event's time is
+        another object than the previous event's (the log reader shares one
+        ``datetime`` between the events of a page at the same time).
+        """
         self._preload(events)
         handlers = self._handlers()
+        last: datetime | None = None
         for event in events:
             handler = handlers.get(event.type)
             if handler is not None:
-                self.at = utc_text(event.time)
+                moment = event.time
+                if moment is not last:
+                    self.at = utc_text(moment)
+                    last = moment
                 handler(event)
         self._write()
 
@@ -558,8 +570,7 @@ class _LedgerBatch:
         )
 
     def _session(self, e: LoggedEvent) -> dict[str, Any]:
-        session_key = key(e.subject, e.data["session_id"])
-        row = self.sessions.mutate(session_key)
+        row = self.sessions.mutate(f"{e.subject} {e.data['session_id']}")  # key(...)
         if row is None:  # only for a log that starts mid-history
             row = self._new_session(e, e.time, e.data)
         row["updated_at"] = self.at
@@ -570,18 +581,26 @@ class _LedgerBatch:
     ) -> dict[str, Any]:
         volunteer = self._volunteer(e)
         volunteer["sessions"] += 1
+        session_id = d["session_id"]
+        teams = volunteer["teams"]
+        session_teams = _SESSION_TEAMS.get(teams)
+        if session_teams is None:
+            session_teams = _session_teams(teams)
+        if started is not self._day_of:
+            self._day = local_day(started, self.zone)
+            self._day_of = started
         return self.sessions.create(
-            key(e.subject, d["session_id"]),
+            f"{e.subject} {session_id}",  # key(...)
             {
                 "volunteer_no": e.subject,
-                "session_id": d["session_id"],
+                "session_id": session_id,
                 "site_id": d.get("site_id"),
                 "activity_id": d.get("activity_id"),
                 "participant_kind": d.get("participant_kind", "volunteer"),
-                "teams": dumps(sorted(loads(volunteer["teams"], {}))),
+                "teams": session_teams,
                 "checked_in_at": utc_text(started),
                 "overrode_auto_close": 0,
-                "service_date": local_day(started, self.zone),
+                "service_date": self._day,
                 "credits": 0,
                 "credited_hours": 0.0,
                 "status": "open",
@@ -744,7 +763,8 @@ class _LedgerBatch:
 
     def _checked_out(self, e: LoggedEvent) -> None:
         session = self._session(e)
-        session.update(checked_out_at=self.at, closed_by="checked_out")
+        session["checked_out_at"] = self.at
+        session["closed_by"] = "checked_out"
         if e.data.get("overrides_auto_close"):
             session["overrode_auto_close"] = 1
 
@@ -767,7 +787,9 @@ class _LedgerBatch:
         if session["status"] == "pending":
             volunteer["pending_hours"] -= session["credited_hours"]
         volunteer["pending_hours"] += hours
-        session.update(credited_hours=hours, credit_basis=e.data["basis"], status="pending")
+        session["credited_hours"] = hours
+        session["credit_basis"] = e.data["basis"]
+        session["status"] = "pending"
         session["credits"] += 1
 
     def _hours_approved(self, e: LoggedEvent) -> None:
@@ -777,13 +799,10 @@ class _LedgerBatch:
         volunteer["pending_hours"] -= session["credited_hours"]
         volunteer["approved_hours"] += hours
         volunteer["approved_sessions"] += 1
-        session.update(
-            status="approved",
-            approved_hours=hours,
-            hours_at_approval=hours,
-            decided_by=e.data.get("approver"),
-            approved_at=self.at,
-        )
+        session["status"] = "approved"
+        session["approved_hours"] = session["hours_at_approval"] = hours
+        session["decided_by"] = e.data.get("approver")
+        session["approved_at"] = self.at
         self._attribute(volunteer, session, hours, 1)
         if hours > 0:
             last = volunteer["last_service_date"]
@@ -850,6 +869,25 @@ class _LedgerBatch:
         points = int(e.data["points"])
         volunteer["points_redeemed"] += points
         self._move_points(e, volunteer, "redeemed", -points)
+
+
+_SESSION_TEAMS: dict[str | None, str] = {}
+"""A volunteer's ``teams`` text -> the ``teams`` text of a session they open (memo)."""
+_SESSION_TEAMS_MAX = 4096
+
+
+def _session_teams(volunteer_teams: str | None) -> str:
+    """Return (and remember) a new session's ``teams`` text: its volunteer's team ids, sorted.
+
+    Most volunteers share a handful of memberships, and every check-in needs
+    this: decoding and encoding the JSON each time cost more than the rest of
+    the check-in.
+    """
+    text = dumps(sorted(loads(volunteer_teams, {})))
+    if len(_SESSION_TEAMS) >= _SESSION_TEAMS_MAX:
+        _SESSION_TEAMS.clear()
+    _SESSION_TEAMS[volunteer_teams] = text
+    return text
 
 
 def _local_year(text: str, zone: Any) -> int:
