@@ -7,21 +7,6 @@ set -euo pipefail
 if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "chromium/chromedriver are missing and apt-get is not available; install them by hand" >&2
-  exit 1
-fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "chromium/chromedriver are missing; run as root or install them: apt-get install chromium chromium-driver" >&2
-    exit 1
-  fi
-fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-wqy-zenhei >/dev/null
+bash "$(dirname "$0")/apt-install.sh" "chromium/chromedriver are" chromium chromium-driver fonts-wqy-zenhei
 /usr/bin/chromium --version
 /usr/bin/chromedriver --version
