@@ -104,6 +104,7 @@ def pipeline_options(settings: Settings) -> dict[str, Any]:
 
     return {
         "cache_size": settings.aggregate_cache_size,
+        "snapshot_interval": settings.snapshot_interval,
         "max_future_skew": timedelta(seconds=settings.max_future_skew_seconds),
         "max_past_skew": timedelta(seconds=settings.max_past_skew_seconds),
         "earliest_time": settings.earliest_event_time,

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = Field(
         default=50_000, ge=0, description="Aggregates kept in memory by an ingest process"
     )
+    snapshot_interval: int = Field(
+        default=100,
+        ge=0,
+        description="Events an aggregate gains between two snapshots of its state, which let an "
+        "ingest process that starts cold load long histories fast (0: no snapshots)",
+    )
     max_future_skew_seconds: int = Field(
         default=300,
         ge=0,

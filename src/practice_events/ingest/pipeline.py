@@ -59,12 +59,16 @@ from practice_events.privacy import PERSONAL_DETAILS_RECORDED
 from practice_events.privacy.guard import GUARDED_TYPES, BatchPrivacy, PersonalDataGuard
 from practice_events.privacy.redact import redact_input
 from practice_events.store.records import IngestKey, Rejection
+from practice_events.store.snapshots import SnapshotCodec, SnapshotRow, UnsnapshottableError
 
 log = structlog.get_logger(__name__)
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
 MAX_INTEGRITY_RETRIES = 3
+
+DEFAULT_SNAPSHOT_INTERVAL = 100
+"""Events an aggregate gains before the pipeline stores a new snapshot of it (0: never)."""
 
 MAX_EVENT_BYTES = 1024 * 1024
 """Largest input the pipeline reads (the HTTP API's default limit; Kafka's default record size)."""
@@ -156,8 +160,13 @@ class StoreQueries(Protocol):
     def select_digests(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Return digests of already-ingested keys."""
 
-    def select_events_of(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
-        """Return the stored events of each given aggregate, in version order."""
+    def select_events_of(
+        self, ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> dict[UUID, list[StoredEvent]]:
+        """Return the stored events of each given aggregate (after a version), in version order."""
+
+    def select_snapshots(self, ids: Sequence[UUID]) -> dict[UUID, SnapshotRow]:
+        """Return the latest stored snapshot of each given aggregate that has one."""
 
 
 @dataclass
@@ -188,6 +197,7 @@ class Pipeline:
         ctx: DomainContext,
         *,
         cache_size: int = 50_000,
+        snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
         max_future_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] | None = None,
         max_event_bytes: int = MAX_EVENT_BYTES,
@@ -197,6 +207,7 @@ class Pipeline:
         self.app = app
         self.ctx = ctx
         self.cache_size = cache_size
+        self.snapshot_interval = snapshot_interval
         self.max_future_skew = max_future_skew
         self.max_event_bytes = max_event_bytes
         self.earliest_time = earliest_time
@@ -207,6 +218,10 @@ class Pipeline:
         self._handlers = handlers()
         self._kinds = kinds()
         self._guard: PersonalDataGuard | None = None
+        self._snapshots = SnapshotCodec(app.mapper)
+        # Version of the latest snapshot stored (or 0) of each aggregate loaded or written.
+        self._snapshot_at: dict[UUID, int] = {}
+        self._unsnapshottable: set[type[PracticeAggregate]] = set()
 
     # -- public -----------------------------------------------------------------------
 
@@ -480,19 +495,8 @@ class Pipeline:
     def _preload(self, parsed: Sequence[IncomingEvent | None]) -> None:
         """Load, with one query, every aggregate the batch needs that is not cached."""
         missing = [i for i in self._needed_ids(parsed) if i not in self._cache]
-        if not missing:
-            return
-        stored = self._store.select_events_of(missing)
-        mapper = self.app.mapper
-        for agg_id in missing:
-            events = stored.get(agg_id)
-            if not events:
-                self._absent.add(agg_id)
-                continue
-            aggregate: Any = None
-            for stored_event in events:
-                aggregate = mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
-            self._remember(agg_id, aggregate)
+        if missing:
+            self._load(missing)
 
     def _get(self, agg_id: UUID) -> PracticeAggregate | None:
         cached = self._cache.get(agg_id)
@@ -501,14 +505,64 @@ class Pipeline:
             return cached
         if agg_id in self._absent:
             return None
-        events = self._store.select_events_of([agg_id]).get(agg_id)
-        if not events:
-            return None
-        aggregate: Any = None
-        for stored_event in events:
-            aggregate = self.app.mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
-        self._remember(agg_id, aggregate)
-        return aggregate  # type: ignore[no-any-return]
+        return self._load([agg_id]).get(agg_id)
+
+    def _load(self, ids: Sequence[UUID]) -> dict[UUID, PracticeAggregate]:
+        """Rebuild aggregates from their snapshots (if any) and the events after them.
+
+        Ids with neither are remembered as absent for the batch. A snapshot that
+        cannot be used (other code, unreadable) is ignored: the events decide.
+        """
+        restored: dict[UUID, PracticeAggregate] = {}
+        if self.snapshot_interval > 0:
+            for agg_id, row in self._select_snapshots(ids).items():
+                try:
+                    restored[agg_id] = self._snapshots.restore(row)
+                except Exception as exc:  # noqa: BLE001 - a cache: fall back to the events
+                    log.info("snapshot_ignored", aggregate=str(agg_id), reason=str(exc)[:200])
+        stored = self._store.select_events_of(
+            ids, after={agg_id: a.version for agg_id, a in restored.items()}
+        )
+        to_domain_event = self.app.mapper.to_domain_event
+        loaded: dict[UUID, PracticeAggregate] = {}
+        for agg_id in ids:
+            aggregate: Any = restored.get(agg_id)
+            events = stored.get(agg_id, ())
+            if aggregate is None and not events:
+                self._absent.add(agg_id)
+                continue
+            self._snapshot_at[agg_id] = 0 if aggregate is None else aggregate.version
+            for stored_event in events:
+                aggregate = to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
+            loaded[agg_id] = aggregate
+            self._remember(agg_id, aggregate)
+        return loaded
+
+    def _select_snapshots(self, ids: Sequence[UUID]) -> dict[UUID, SnapshotRow]:
+        try:
+            return self._store.select_snapshots(ids)
+        except (InterfaceError, OperationalError):
+            raise  # the store is unreachable: the events cannot be read either
+        except Exception as exc:  # noqa: BLE001 - a cache: fall back to the events
+            log.warning("snapshots_unreadable", reason=f"{type(exc).__name__}: {exc}"[:200])
+            return {}
+
+    def _snapshots_due(self, touched: Mapping[UUID, PracticeAggregate]) -> list[SnapshotRow]:
+        """Snapshots of the aggregates at least ``snapshot_interval`` events past their last one."""
+        if self.snapshot_interval <= 0:
+            return []
+        rows: list[SnapshotRow] = []
+        for agg_id, aggregate in touched.items():
+            if aggregate.version - self._snapshot_at.get(agg_id, 0) < self.snapshot_interval:
+                continue
+            if type(aggregate) in self._unsnapshottable:
+                continue
+            try:
+                rows.append(self._snapshots.take(aggregate))
+            except UnsnapshottableError as exc:
+                self._unsnapshottable.add(type(aggregate))
+                log.warning("snapshot_impossible", kind=aggregate.KIND, reason=str(exc))
+        return rows
 
     def _remember(self, agg_id: UUID, aggregate: PracticeAggregate) -> None:
         if self.cache_size <= 0:
@@ -516,7 +570,8 @@ class Pipeline:
         self._cache[agg_id] = aggregate
         self._cache.move_to_end(agg_id)
         while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            evicted, _ = self._cache.popitem(last=False)
+            self._snapshot_at.pop(evicted, None)
 
     def _evict(self, touched: Mapping[UUID, PracticeAggregate]) -> None:
         for agg_id in touched:
@@ -536,8 +591,10 @@ class Pipeline:
             events.extend(aggregate.collect_events())
         to_stored_event = self.app.mapper.to_stored_event
         stored_events = [to_stored_event(e) for e in events]
+        snapshots = self._snapshots_due(work.touched)
         notification_ids = self.app.recorder.insert_events(
             stored_events,
+            snapshots=snapshots,
             trackings=trackings,
             ingest_keys=work.keys,
             rejections=work.rejections,
@@ -557,6 +614,8 @@ class Pipeline:
         for agg_id, aggregate in work.touched.items():
             self._absent.discard(agg_id)
             self._remember(agg_id, aggregate)
+        for row in snapshots:
+            self._snapshot_at[row.originator_id] = row.version
         self._absent.clear()
         last = max(notification_ids, default=None)
         if last is None:

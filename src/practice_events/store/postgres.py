@@ -1,8 +1,9 @@
-"""PostgreSQL event store (production): events, keys, tracking, rejections.
+"""PostgreSQL event store (production): events, keys, tracking, rejections, snapshots.
 
 Tables are prefixed with the application name (``practiceevents_events``,
-``practiceevents_tracking`` from the library; ``practiceevents_ingested_keys``
-and ``practiceevents_rejections`` from here). The extra rows are written in
+``practiceevents_tracking`` from the library; ``practiceevents_ingested_keys``,
+``practiceevents_rejections`` and ``practiceevents_aggregate_snapshots`` from
+here). The extra rows are written in
 the library's insert transaction, before it takes its table lock, so they
 commit or roll back with the events.
 """
@@ -10,7 +11,7 @@ commit or roll back with the events.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from psycopg.sql import SQL, Identifier
 
 from practice_events.privacy.keys import KeyChanges, postgres_ddl, postgres_table
 from practice_events.store.records import REJECTION_COLUMNS, IngestKey, PayloadCodec, Rejection
+from practice_events.store.snapshots import SnapshotRow
 
 INSERT_ATTEMPTS = 10
 """Attempts of one insert after connection errors (the library's count); lock timeouts: one."""
@@ -50,7 +52,9 @@ class StoreRecorder(PostgresProcessRecorder):
         self.keys_table = f"{prefix}_ingested_keys"
         self.rejections_table = f"{prefix}_rejections"
         self.person_keys_table = postgres_table(events_table_name)
+        self.snapshots_table = f"{prefix}_aggregate_snapshots"
         schema = Identifier(self.datastore.schema)
+        snapshots = Identifier(self.snapshots_table)
         keys = Identifier(self.keys_table)
         rejections = Identifier(self.rejections_table)
         events = Identifier(self.events_table_name)
@@ -73,8 +77,23 @@ class StoreRecorder(PostgresProcessRecorder):
             SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} (topic)").format(
                 Identifier(f"{self.events_table_name}_topic_idx"), schema, events
             ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                "originator_id uuid PRIMARY KEY, originator_version bigint NOT NULL, "
+                "fingerprint text NOT NULL, state bytea NOT NULL)"
+            ).format(schema, snapshots),
             *postgres_ddl(self.datastore.schema, self.person_keys_table),
         ]
+        # Newer wins: a late writer holding an older state never replaces a newer snapshot.
+        self._upsert_snapshots_sql = SQL(
+            "INSERT INTO {0}.{1} AS s (originator_id, originator_version, fingerprint, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "ON CONFLICT (originator_id) DO UPDATE SET "
+            "originator_version = excluded.originator_version, "
+            "fingerprint = excluded.fingerprint, state = excluded.state "
+            "WHERE excluded.originator_version >= s.originator_version "
+            "OR excluded.fingerprint <> s.fingerprint"
+        ).format(schema, snapshots)
         # One statement per batch: executemany costs a round trip per key.
         self._insert_key_sql = SQL(
             "INSERT INTO {0}.{1} (source, event_id, digest) "
@@ -123,6 +142,17 @@ class StoreRecorder(PostgresProcessRecorder):
         person_keys: KeyChanges | None = kwargs.get("person_keys")
         if person_keys:
             person_keys.write_postgres(curs, self.datastore.schema, self.person_keys_table)
+        snapshots: Sequence[SnapshotRow] = kwargs.get("snapshots") or ()
+        if snapshots:
+            curs.execute(
+                self._upsert_snapshots_sql,
+                (
+                    [r.originator_id for r in snapshots],
+                    [r.version for r in snapshots],
+                    [r.fingerprint for r in snapshots],
+                    [r.state for r in snapshots],
+                ),
+            )
 
     def _insert_stored_events(
         self,
@@ -198,16 +228,25 @@ class StoreRecorder(PostgresProcessRecorder):
         rows = self._fetch(query, ([k[0] for k in keys], [k[1] for k in keys]))
         return {(r["source"], r["event_id"]): r["digest"] for r in rows}
 
-    def select_events_of(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
-        """Return the stored events of each given aggregate, in version order, in one query."""
+    def select_events_of(
+        self, ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> dict[UUID, list[StoredEvent]]:
+        """Return the stored events of each given aggregate, in version order, in one query.
+
+        ``after`` maps some of the ids to a version (a snapshot's): only their
+        later events are returned.
+        """
         if not ids:
             return {}
+        after = after or {}
         query = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {0}.{1} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS q(id, after) "
+            "JOIN {0}.{1} AS e ON e.originator_id = q.id AND e.originator_version > q.after "
+            "ORDER BY e.originator_id, e.originator_version"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         found: dict[UUID, list[StoredEvent]] = {}
-        for row in self._fetch(query, (list(ids),)):
+        for row in self._fetch(query, (list(ids), [after.get(i, 0) for i in ids])):
             agg_id = row["originator_id"]
             found.setdefault(agg_id, []).append(
                 StoredEvent(
@@ -218,6 +257,24 @@ class StoreRecorder(PostgresProcessRecorder):
                 )
             )
         return found
+
+    def select_snapshots(self, ids: Sequence[UUID]) -> dict[UUID, SnapshotRow]:
+        """Return the stored snapshot of each given aggregate that has one, in one query."""
+        if not ids:
+            return {}
+        query = SQL(
+            "SELECT originator_id, originator_version, fingerprint, state FROM {0}.{1} "
+            "WHERE originator_id = ANY(%b::uuid[])"
+        ).format(Identifier(self.datastore.schema), Identifier(self.snapshots_table))
+        return {
+            row["originator_id"]: SnapshotRow(
+                row["originator_id"],
+                row["originator_version"],
+                row["fingerprint"],
+                bytes(row["state"]),
+            )
+            for row in self._fetch(query, (list(ids),))
+        }
 
     def select_trackings(self, prefix: str) -> dict[str, int]:
         """Return every tracking position whose name starts with ``prefix``."""

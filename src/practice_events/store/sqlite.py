@@ -1,14 +1,15 @@
-"""SQLite event store (the embedded default): events, keys, tracking, rejections.
+"""SQLite event store (the embedded default): events, keys, tracking, rejections, snapshots.
 
 The library's SQLite recorders keep fixed table names (``stored_events``,
 ``tracking``), so one practice-events store is one SQLite file. This module
-adds ``ingested_keys`` and ``rejections`` to that file and writes them in the
+adds ``ingested_keys``, ``rejections`` and ``aggregate_snapshots`` (see
+:mod:`practice_events.store.snapshots`) to that file and writes them in the
 same transaction as the events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory, SQLiteProcessRecor
 from practice_events.privacy.keys import SQLITE_DDL as PERSON_KEYS_DDL
 from practice_events.privacy.keys import KeyChanges
 from practice_events.store.records import REJECTION_COLUMNS, IngestKey, PayloadCodec, Rejection
+from practice_events.store.snapshots import SnapshotRow
 
 _KEY_CHUNK = 400
 
@@ -43,6 +45,9 @@ class StoreRecorder(SQLiteProcessRecorder):
             "headers TEXT, position TEXT)",
             "CREATE INDEX IF NOT EXISTS rejections_source ON rejections (source, seq)",
             "CREATE INDEX IF NOT EXISTS stored_events_topic ON stored_events (topic)",
+            "CREATE TABLE IF NOT EXISTS aggregate_snapshots ("
+            "originator_id TEXT PRIMARY KEY, originator_version INTEGER NOT NULL, "
+            "fingerprint TEXT NOT NULL, state BLOB NOT NULL) WITHOUT ROWID",
             *PERSON_KEYS_DDL,
         ]
         return statements
@@ -78,6 +83,19 @@ class StoreRecorder(SQLiteProcessRecorder):
         person_keys: KeyChanges | None = kwargs.get("person_keys")
         if person_keys:
             person_keys.write_sqlite(c)
+        snapshots: Sequence[SnapshotRow] = kwargs.get("snapshots") or ()
+        if snapshots:
+            # Newer wins: a late writer holding an older state never replaces a newer snapshot.
+            c.executemany(
+                "INSERT INTO aggregate_snapshots "
+                "(originator_id, originator_version, fingerprint, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (originator_id) DO UPDATE SET "
+                "originator_version = excluded.originator_version, "
+                "fingerprint = excluded.fingerprint, state = excluded.state "
+                "WHERE excluded.originator_version >= aggregate_snapshots.originator_version "
+                "OR excluded.fingerprint != aggregate_snapshots.fingerprint",
+                [(r.originator_id.hex, r.version, r.fingerprint, r.state) for r in snapshots],
+            )
         return returning
 
     def _rejection_row(self, rejection: Rejection) -> tuple[Any, ...]:
@@ -134,17 +152,29 @@ class StoreRecorder(SQLiteProcessRecorder):
                     found[(row["source"], row["event_id"])] = row["digest"]
         return found
 
-    def select_events_of(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
-        """Return the stored events of each given aggregate, in version order."""
+    def select_events_of(
+        self, ids: Sequence[UUID], after: Mapping[UUID, int] | None = None
+    ) -> dict[UUID, list[StoredEvent]]:
+        """Return the stored events of each given aggregate, in version order.
+
+        ``after`` maps some of the ids to a version (a snapshot's): only their
+        later events are returned.
+        """
         found: dict[UUID, list[StoredEvent]] = {}
+        after = after or {}
         with self.datastore.transaction(commit=False) as c:
             for start in range(0, len(ids), _KEY_CHUNK):
                 chunk = ids[start : start + _KEY_CHUNK]
-                marks = ", ".join("?" for _ in chunk)
+                marks = ", ".join("(?, ?)" for _ in chunk)
+                params: list[Any] = []
+                for i in chunk:
+                    params += [i.hex, after.get(i, 0)]
                 c.execute(
-                    f"SELECT * FROM {self.events_table_name} "
-                    f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
-                    [i.hex for i in chunk],
+                    f"WITH q(id, after) AS (VALUES {marks}) "
+                    f"SELECT e.* FROM q JOIN {self.events_table_name} AS e "
+                    "ON e.originator_id = q.id AND e.originator_version > q.after "
+                    "ORDER BY e.originator_id, e.originator_version",
+                    params,
                 )
                 for row in c.fetchall():
                     agg_id = UUID(row["originator_id"])
@@ -155,6 +185,25 @@ class StoreRecorder(SQLiteProcessRecorder):
                             topic=row["topic"],
                             state=row["state"],
                         )
+                    )
+        return found
+
+    def select_snapshots(self, ids: Sequence[UUID]) -> dict[UUID, SnapshotRow]:
+        """Return the stored snapshot of each given aggregate that has one."""
+        found: dict[UUID, SnapshotRow] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), _KEY_CHUNK):
+                chunk = ids[start : start + _KEY_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                c.execute(
+                    "SELECT originator_id, originator_version, fingerprint, state "
+                    f"FROM aggregate_snapshots WHERE originator_id IN ({marks})",
+                    [i.hex for i in chunk],
+                )
+                for row in c.fetchall():
+                    agg_id = UUID(row["originator_id"])
+                    found[agg_id] = SnapshotRow(
+                        agg_id, row["originator_version"], row["fingerprint"], bytes(row["state"])
                     )
         return found
 
