@@ -102,6 +102,10 @@ BENCHES: dict[str, Bench] = {
         quick=("--events", "3000", "--backends", "sqlite", "--duration", "1", "--clients", "1,8"),
     ),
     "replay": Bench("replay.py", quick=("--events", "3000", "--skip-postgres")),
+    "cold_start": Bench(
+        "cold_start.py",
+        quick=("--events", "3000", "--aside", "600", "--rounds", "1", "--snapshot-interval", "5"),
+    ),
     "at_rest": Bench("at_rest.py", quick=("--events", "1000")),
     "capacity": Bench("capacity.py", full=("--pg-admin", PG_ADMIN), quick=("--events", "20000")),
     "soak-sqlite": Bench(
