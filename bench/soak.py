@@ -3,9 +3,22 @@
 Not a test: it prints figures (issue 9, "Load"). In one run it
 
 1. starts a Tansu broker, a fresh store (a SQLite file, or a fresh PostgreSQL
-   database), the all-in-one server (``practice-events serve``: HTTP
-   ingestion, the projection runners, the query API) and a Kafka ingestion
-   worker (``practice-events ingest``, its own process);
+   database) and the service in one of two ``--topology`` shapes:
+
+   * ``split`` (the default, because it is the production topology of
+     ``infra/k8s``: api.yaml, ingest.yaml, projections.yaml): the HTTP API
+     (``practice-events api --workers N``, ``--api-workers``, default 1: HTTP
+     ingestion and the query API), a Kafka ingestion worker
+     (``practice-events ingest``) and one projection-runner process
+     (``practice-events projections run --with-scheduler``: every projection
+     and the overdue scheduler, the only scheduler of the run, as in
+     production; production gives the ledger a runner process of its own),
+     each its own process, so each has its own interpreter lock;
+   * ``all-in-one``: the all-in-one server (``practice-events serve``: HTTP
+     ingestion, the projection runners, the overdue scheduler and the query
+     API in one process) and a Kafka ingestion worker (``practice-events
+     ingest``), as runs 1 to 6 did;
+
 2. ingests, at a steady ``--rate`` events/s (default 2,000) for ``--minutes``
    (default 10), half through HTTP (``POST /v1/events:batch``, batches of
    ``--http-batch`` events, default 250, one producer posting in order) and half through
@@ -35,26 +48,41 @@ Not a test: it prints figures (issue 9, "Load"). In one run it
      is bounded by the log head read once its offset is tracked (so the
      Kafka figure is an upper bound, within one poll);
    * **query latency** (p50/p99/max, and per endpoint) and requests/s;
-   * **memory**: resident set size of the server and of the worker at the
-     start of the load and at its end (sampled every 5 s in between);
+   * **memory**: resident set size of each service process (with its
+     children: the workers of ``api --workers N``) at the start of the load
+     and at its end (sampled every 5 s in between), and readiness
+     (``/readyz``) of each, sampled with it;
+   * **CPU** (``cpu``): user + system CPU seconds, from ``/proc``, of each
+     service process (with its children), of the PostgreSQL server (every
+     process named ``postgres``: the whole cluster, other databases
+     included; the soak database's own backends apart), of the Tansu
+     broker, of the soak's own process (its producers, by thread, and its
+     tracker) and of the query process, over the sending phase, as cores
+     used (a short table on stderr), beside the machine's busy cores from
+     ``/proc/stat`` (what is left is other processes' share; the busiest are
+     named): where the cores go;
    * **errors**: HTTP ingest answers other than 200, events not accepted,
      query answers other than 200, Kafka produce failures, dead letters,
-     events missing from the store at the end, and lines the server or the
-     worker logged at level error. All must be 0.
+     events missing from the store at the end, non-zero exit codes and
+     lines any service process logged at level error. All must be 0.
 
-Results go to ``bench/results/soak-<store>.json`` and one line of JSON is
-printed (``{"bench": "soak", "figures": …, "targets": …, "targets_met": …}``).
+Results go to ``bench/results/soak-<store>.json`` (whatever the topology, which
+is among the figures; ``--out`` to write elsewhere) and one line of JSON is
+printed on stdout (``{"bench": "soak", "figures": …, "targets": …, "targets_met": …}``).
 
     .venv/bin/python bench/soak.py --store postgres                 # 10 minutes, 2,000/s
-    .venv/bin/python bench/soak.py --store sqlite --minutes 1 --rate 500   # a quick look
+    .venv/bin/python bench/soak.py --store sqlite --minutes 1 --rate 500 --out /tmp/look.json
+    .venv/bin/python bench/soak.py --store postgres --topology all-in-one  # runs 1-6's shape
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -67,7 +95,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -143,7 +171,7 @@ def rss_mb(pid: int) -> float | None:
 
 
 def child_env(store_url: str) -> dict[str, str]:
-    """The environment of the server and the worker: no project settings but these."""
+    """The environment of the service processes: no project settings but these."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRACTICE_EVENTS_")}
     env.update(
         {
@@ -159,20 +187,40 @@ def child_env(store_url: str) -> dict[str, str]:
     return env
 
 
+TOPOLOGIES = ("split", "all-in-one")
+"""``split``: the parts as production runs them (infra/k8s); ``all-in-one``: ``serve``."""
+
+
+@dataclass
+class Service:
+    """One service process of the topology: its name in the figures, its readiness, its log."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    health: str
+    log: IO[bytes]
+
+
 @dataclass
 class Processes:
-    """The server and the worker, with their logs."""
+    """The service processes of one topology, in start order, and where the HTTP API is."""
 
-    server: subprocess.Popen[bytes]
-    worker: subprocess.Popen[bytes]
-    url: str
-    worker_health: str
-    logs: list[Any] = field(default_factory=list)
+    url: str = ""
+    services: list[Service] = field(default_factory=list)
+
+    def pids(self) -> dict[str, int]:
+        """Each service's process id, by name."""
+        return {s.name: s.proc.pid for s in self.services}
+
+    def exited(self) -> list[str]:
+        """The services whose process has ended."""
+        return [s.name for s in self.services if s.proc.poll() is not None]
 
     def stop(self) -> dict[str, int | None]:
-        """SIGTERM both; return their exit codes."""
+        """SIGTERM each, the last started first (the runners last); return their exit codes."""
         codes: dict[str, int | None] = {}
-        for name, proc in (("worker", self.worker), ("server", self.server)):
+        for service in reversed(self.services):
+            proc = service.proc
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -180,60 +228,75 @@ class Processes:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
-            codes[name] = proc.returncode
-        for log in self.logs:
-            log.close()
+            codes[service.name] = proc.returncode
+            service.log.close()
         return codes
 
 
-def start_processes(store_url: str, bootstrap: str, topic: str, work: Path) -> Processes:
-    """Start ``serve`` and ``ingest``; wait until both say ready."""
+def start_processes(
+    store_url: str, bootstrap: str, topic: str, work: Path, *, topology: str, api_workers: int
+) -> Processes:
+    """Start the topology's processes (see the module docstring); wait until each says ready.
+
+    ``split`` starts the runners first and waits until they are ready: they
+    create the views, which the API reads, and two processes creating the
+    same schema at once may race (PostgreSQL's ``IF NOT EXISTS`` is no lock).
+    """
+    env = child_env(store_url)
+    procs = Processes()
+
+    def launch(name: str, args: list[str], health: str) -> None:
+        log = (work / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [*CLI, *args], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.services.append(Service(name, proc, health, log))
+
+    try:
+        port = free_port()
+        procs.url = f"http://127.0.0.1:{port}"
+        if topology == "split":
+            runners = free_port()
+            launch(
+                "projections",
+                ["projections", "run", "--with-scheduler", "--health-port", str(runners)],
+                f"http://127.0.0.1:{runners}",
+            )
+            wait_ready(procs, work)
+            api = ["api", "--port", str(port), "--workers", str(api_workers)]
+            launch("api", api, procs.url)
+        else:
+            launch("server", ["serve", "--port", str(port)], procs.url)
+        health = free_port()
+        ingest = ["ingest", "--kafka", bootstrap, "--topic", topic, "--group", f"soak-{topic}"]
+        ingest += ["--dlq-topic", f"{topic}.dlq", "--health-port", str(health)]
+        launch("worker", ingest, f"http://127.0.0.1:{health}")
+        wait_ready(procs, work)
+    except BaseException:
+        procs.stop()
+        raise
+    return procs
+
+
+def wait_ready(procs: Processes, work: Path, limit: float = 180.0) -> None:
+    """Wait until every service answers ``/readyz`` with 200 (at most ``limit`` seconds)."""
     import httpx
 
-    env = child_env(store_url)
-    port, health = free_port(), free_port()
-    server_log = (work / "server.log").open("wb")
-    worker_log = (work / "worker.log").open("wb")
-    server = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)],
-        cwd=work,
-        env=env,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-    )
-    ingest = ["ingest", "--kafka", bootstrap, "--topic", topic, "--group", f"soak-{topic}"]
-    worker = subprocess.Popen(
-        [*CLI, *ingest, "--dlq-topic", f"{topic}.dlq", "--health-port", str(health)],
-        cwd=work,
-        env=env,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-    )
-    procs = Processes(
-        server,
-        worker,
-        f"http://127.0.0.1:{port}",
-        f"http://127.0.0.1:{health}",
-        [server_log, worker_log],
-    )
-    deadline = time.monotonic() + 180
-    for url in (procs.url + "/readyz", procs.worker_health + "/readyz"):
+    deadline = time.monotonic() + limit
+    for service in procs.services:
         while True:
-            if server.poll() is not None or worker.poll() is not None:
-                procs.stop()
-                msg = f"a process exited during start-up; see {work}/*.log"
+            if procs.exited():
+                msg = f"{', '.join(procs.exited())} exited during start-up; see {work}/*.log"
                 raise RuntimeError(msg)
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
+                if httpx.get(service.health + "/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                procs.stop()
-                msg = f"{url} not ready within 180 s"
+                msg = f"{service.name} ({service.health}/readyz) not ready within {limit} s"
                 raise RuntimeError(msg)
             time.sleep(0.2)
-    return procs
 
 
 def cli(store_url: str, work: Path, *args: str) -> str:
@@ -417,37 +480,333 @@ class Tracker(threading.Thread):
 
 
 class Sampler(threading.Thread):
-    """Every 5 s: RSS of the server and the worker, and both readiness answers."""
+    """Every 5 s: RSS of each service process (with its children) and each one's readiness."""
 
     def __init__(self, procs: Processes) -> None:
         super().__init__(name="sampler", daemon=True)
         self.procs = procs
         self.samples: list[dict[str, Any]] = []
-        self.not_ready = {"server": 0, "worker": 0}
+        self.not_ready = {s.name: 0 for s in procs.services}
         self.halt = threading.Event()
 
     def sample(self) -> dict[str, Any]:
         """Take one sample now."""
         import httpx
 
-        row: dict[str, Any] = {
-            "t": round(time.monotonic(), 1),
-            "server_rss_mb": rss_mb(self.procs.server.pid),
-            "worker_rss_mb": rss_mb(self.procs.worker.pid),
-        }
-        for name, url in (("server", self.procs.url), ("worker", self.procs.worker_health)):
+        row: dict[str, Any] = {"t": round(time.monotonic(), 1)}
+        for service in self.procs.services:
+            row[f"{service.name}_rss_mb"] = tree_rss_mb(service.proc.pid)
+        for service in self.procs.services:
             try:
-                ok = httpx.get(url + "/readyz", timeout=10).status_code == 200
+                ok = httpx.get(service.health + "/readyz", timeout=10).status_code == 200
             except httpx.HTTPError:
                 ok = False
             if not ok:
-                self.not_ready[name] += 1
+                self.not_ready[service.name] += 1
         self.samples.append(row)
         return row
 
     def run(self) -> None:
         while not self.halt.wait(5.0):
             self.sample()
+
+
+# -- CPU -----------------------------------------------------------------------------------------
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+"""Units of the CPU times in ``/proc`` per second."""
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """What ``/proc/<pid>/stat`` says of one process (or thread), CPU times in seconds."""
+
+    ppid: int
+    comm: str
+    own_s: float
+    """utime + stime: its own threads, those that ended included."""
+    reaped_s: float
+    """cutime + cstime: its children that have ended and been waited for."""
+
+
+def read_stat(path: str) -> ProcStat | None:
+    """Parse one ``stat`` file (None when the process is gone)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read()
+    except OSError:
+        return None
+    head, _, rest = text.rpartition(")")  # the name may hold spaces and parentheses
+    fields = rest.split()  # state ppid ... utime (11) stime (12) cutime (13) cstime (14)
+    return ProcStat(
+        ppid=int(fields[1]),
+        comm=head.partition("(")[2],
+        own_s=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+        reaped_s=(int(fields[13]) + int(fields[14])) / CLOCK_TICKS,
+    )
+
+
+def process_table() -> dict[int, ProcStat]:
+    """Every process of the machine now, by process id."""
+    table: dict[int, ProcStat] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = read_stat(f"/proc/{entry.name}/stat")
+            if stat is not None:
+                table[int(entry.name)] = stat
+    return table
+
+
+def descendants(table: dict[int, ProcStat], root: int) -> list[int]:
+    """``root`` and every process below it (empty once ``root`` is gone)."""
+    if root not in table:
+        return []
+    children: dict[int, list[int]] = {}
+    for pid, stat in table.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def tree_cpu_s(table: dict[int, ProcStat], root: int) -> float | None:
+    """CPU seconds of ``root`` and its descendants, ended ones included (None once it is gone).
+
+    A live process counts its own time; one that has ended counts in its
+    parent's reaped time once waited for, so nothing is counted twice.
+    """
+    pids = descendants(table, root)
+    if not pids:
+        return None
+    return sum(table[pid].own_s + table[pid].reaped_s for pid in pids)
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` and its descendants (``api --workers N``'s workers), MiB."""
+    sizes = [rss_mb(p) for p in descendants(process_table(), pid)]
+    known = [size for size in sizes if size is not None]
+    return round(sum(known), 1) if known else None
+
+
+def postgres_cpu_s(table: dict[int, ProcStat]) -> float | None:
+    """CPU seconds of every process named ``postgres`` (None when none is visible here).
+
+    The postmaster's reaped time holds its backends that ended, so closed
+    connections count too; background processes (WAL writer, checkpointer)
+    are included, and so are other databases' backends on a shared server.
+    """
+    used = [s.own_s + s.reaped_s for s in table.values() if s.comm == "postgres"]
+    return sum(used) if used else None
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """Busy and stolen CPU seconds of the whole machine since boot (``/proc/stat``)."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[1:9])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
+def thread_cpu_s() -> dict[int, tuple[str, float]]:
+    """CPU seconds of each live thread of this process, by thread id, with its name."""
+    threads: dict[int, tuple[str, float]] = {}
+    for entry in os.scandir("/proc/self/task"):
+        stat = read_stat(f"/proc/self/task/{entry.name}/stat")
+        if stat is not None:
+            threads[int(entry.name)] = (stat.comm, stat.own_s)
+    return threads
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """Every CPU counter the soak reports, read at one moment (seconds since each began)."""
+
+    t: float
+    services: dict[str, float | None]
+    broker: float | None
+    postgres: float | None
+    soak: float
+    threads: dict[int, tuple[str, float]]
+    machine_busy: float
+    machine_steal: float
+    table: dict[int, ProcStat] = field(default_factory=dict)
+    """Every process of the machine (to name the others that used CPU)."""
+    claimed: frozenset[int] = frozenset()
+    """The processes the parts above count: the soak and what it started, PostgreSQL's."""
+    commands: dict[int, str] = field(default_factory=dict)
+    """The others' command lines, shortened (to tell one ``python`` from another)."""
+
+
+def read_cpu(services: dict[str, int], broker: int | None, *, postgres: bool) -> CpuReading:
+    """Read the counters of the service processes (by name: pid), the broker and the rest."""
+    table = process_table()
+    me = read_stat("/proc/self/stat")
+    assert me is not None
+    busy, steal = machine_cpu_s()
+    claimed = set(descendants(table, os.getpid()))
+    if postgres:
+        claimed.update(pid for pid, stat in table.items() if stat.comm == "postgres")
+    commands = {pid: command_line(pid) for pid in table if pid not in claimed}
+    return CpuReading(
+        t=time.monotonic(),
+        services={name: tree_cpu_s(table, pid) for name, pid in services.items()},
+        broker=tree_cpu_s(table, broker) if broker is not None else None,
+        postgres=postgres_cpu_s(table) if postgres else None,
+        # its own threads only: the children it waited for (commands run before) are not it
+        soak=me.own_s,
+        threads=thread_cpu_s(),
+        machine_busy=busy,
+        machine_steal=steal,
+        table=table,
+        claimed=frozenset(claimed),
+        commands={pid: line for pid, line in commands.items() if line},
+    )
+
+
+_CREDENTIALS = re.compile(r"//[^/@\s]*@")
+
+
+def command_line(pid: int) -> str:
+    """The program and its first two arguments, at most 60 characters, credentials masked."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    shown = [os.path.basename(words[0].decode(errors="replace"))]
+    shown += [w.decode(errors="replace") for w in words[1:3] if w]
+    return _CREDENTIALS.sub("//***@", " ".join(" ".join(shown).split()))[:60]
+
+
+RDKAFKA_THREAD = "rdk:"
+"""How librdkafka names its threads (the Kafka producer's client)."""
+
+
+def cpu_figures(
+    first: CpuReading,
+    last: CpuReading,
+    threads: dict[str, int | None],
+    *,
+    queries_s: float | None,
+    postgres_database_s: float | None,
+) -> dict[str, Any]:
+    """Cores used by each part between two readings (CPU seconds / wall seconds).
+
+    ``threads`` names the soak's own threads worth a row (by native id);
+    librdkafka's threads count with ``kafka_producer`` and the rest (the main
+    thread, the samplers, threads that ended) as ``harness``. ``queries_s``
+    is what the query process reported of itself (it lives within the
+    sending phase); ``postgres_database_s`` is the soak database's backends,
+    a part of ``postgres``. ``other`` is the machine's busy time that no part
+    accounts for: other processes (the busiest are named in ``other_top``), the
+    kernel.
+    """
+    seconds = last.t - first.t
+
+    def row(used: float | None) -> dict[str, float | None]:
+        if used is None:
+            return {"cpu_s": None, "cores": None}
+        return {"cpu_s": round(used, 2), "cores": round(used / seconds, 3)}
+
+    def delta(before: float | None, after: float | None) -> float | None:
+        return None if before is None or after is None else after - before
+
+    parts: dict[str, dict[str, Any]] = {
+        name: row(delta(first.services.get(name), used)) for name, used in last.services.items()
+    }
+    if last.postgres is not None:
+        parts["postgres"] = row(delta(first.postgres, last.postgres))
+    parts["tansu"] = row(delta(first.broker, last.broker))
+    soak = last.soak - first.soak
+    by_thread: dict[str, float] = dict.fromkeys(threads, 0.0)
+    named = {tid: name for name, tid in threads.items() if tid is not None}
+    for tid, (comm, used) in last.threads.items():
+        before = first.threads.get(tid)
+        spent = used - (before[1] if before is not None and before[0] == comm else 0.0)
+        name = named.get(tid)
+        if name is None and comm.startswith(RDKAFKA_THREAD) and "kafka_producer" in by_thread:
+            name = "kafka_producer"
+        if name is not None:
+            by_thread[name] += spent
+    by_thread["harness"] = soak - sum(by_thread.values())
+    parts["soak"] = row(soak) | {
+        "threads": {name: round(used / seconds, 3) for name, used in by_thread.items()}
+    }
+    parts["queries"] = row(queries_s)
+    attributed = sum(p["cores"] for p in parts.values() if p["cores"] is not None)
+    busy = (last.machine_busy - first.machine_busy) / seconds
+    return {
+        "seconds": round(seconds, 1),
+        "cpus": os.cpu_count(),
+        "parts": parts,
+        "postgres_soak_database": row(postgres_database_s),
+        "attributed_cores": round(attributed, 3),
+        "machine_busy_cores": round(busy, 3),
+        "other_cores": round(busy - attributed, 3),
+        "other_top": busiest_others(first, last, seconds),
+        "machine_steal_cores": round((last.machine_steal - first.machine_steal) / seconds, 3),
+    }
+
+
+def busiest_others(first: CpuReading, last: CpuReading, seconds: float) -> list[dict[str, Any]]:
+    """The five processes outside the parts that used the most CPU between the readings.
+
+    Each counts its own threads only: a child that ended in between brings
+    its parent all the CPU of its life, much of it perhaps from before the
+    first reading (a long benchmark of another session ending), so reaped
+    time says nothing about the phase unless the whole tree is read twice,
+    as the parts are. A process started in between counts from zero; one
+    that ended in between is missing here (it is in ``other_cores``).
+    """
+    used: list[tuple[float, int, str]] = []
+    for pid, stat in last.table.items():
+        if pid in last.claimed or pid in first.claimed:
+            continue
+        before = first.table.get(pid)
+        start = before.own_s if before is not None and before.comm == stat.comm else 0.0
+        used.append((stat.own_s - start, pid, stat.comm))
+    used.sort(reverse=True)
+    return [
+        {"pid": pid, "comm": comm, "cores": round(spent / seconds, 3)}
+        | ({"command": last.commands[pid]} if pid in last.commands else {})
+        for spent, pid, comm in used[:5]
+        if spent / seconds >= 0.005
+    ]
+
+
+def cpu_table(cpu: dict[str, Any]) -> str:
+    """The CPU figures as a short table for people (cores = CPU seconds / wall seconds)."""
+
+    def line(name: str, part: dict[str, Any]) -> str:
+        used, cores = part.get("cpu_s"), part.get("cores")
+        shown = ("-", "-") if cores is None else (f"{used:.1f}", f"{cores:.2f}")
+        return f"  {name:<34}{shown[0]:>9}{shown[1]:>8}"
+
+    lines = [
+        f"CPU over the sending phase: {cpu['seconds']} s, {cpu['cpus']} CPUs",
+        f"  {'part':<34}{'CPU s':>9}{'cores':>8}",
+    ]
+    for name, part in cpu["parts"].items():
+        lines.append(line(name, part))
+        for thread, cores in part.get("threads", {}).items():
+            lines.append(f"    {thread:<32}{'':>9}{cores:>8.2f}")
+        if name == "postgres":
+            lines.append(line("  of which the soak's database", cpu["postgres_soak_database"]))
+    for label, key in (
+        ("all the above", "attributed_cores"),
+        ("machine busy (/proc/stat)", "machine_busy_cores"),
+        ("other processes, kernel", "other_cores"),
+    ):
+        lines.append(f"  {label:<34}{'':>9}{cpu[key]:>8.2f}")
+    for other in cpu["other_top"]:
+        name = f"{other['comm'][:22]} ({other['pid']})"
+        command = f"  {other['command']}" if "command" in other else ""
+        lines.append(f"    {name:<32}{'':>9}{other['cores']:>8.2f}{command}")
+    steal = "stolen by the hypervisor"
+    lines.append(f"  {steal:<34}{'':>9}{cpu['machine_steal_cores']:>8.2f}")
+    return "\n".join(lines)
 
 
 # -- the query process ---------------------------------------------------------------------------
@@ -506,6 +865,7 @@ def query_worker(spec: dict[str, Any]) -> dict[str, Any]:
         thread.join()
     seconds = time.monotonic() - began
     every = sorted(x for series in latencies.values() for x in series)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "clients": spec["clients"],
         "think_ms": spec["think_ms"],
@@ -514,6 +874,8 @@ def query_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         **summary_ms(every),
         "by_endpoint": {name: summary_ms(sorted(s)) for name, s in latencies.items()},
+        # this process's whole life, all within the sending phase but its last think pause
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
     }
 
 
@@ -651,6 +1013,7 @@ class Run:
     topic: str
     broker: Any
     procs: Processes | None = None
+    names: list[str] = field(default_factory=list)
     tracker: Tracker | None = None
     sampler: Sampler | None = None
     http: HttpProducer | None = None
@@ -677,8 +1040,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     admin.close()
     state = Run(args, work, store_url, topic, broker)
     try:
-        cli(store_url, work, "store", "stats")  # creates the tables before both processes start
-        state.procs = start_processes(store_url, broker.bootstrap, topic, work)
+        # the tables before any service starts, as production's set-up job (db-init) does
+        cli(store_url, work, "store", "init")
+        state.procs = start_processes(
+            store_url,
+            broker.bootstrap,
+            topic,
+            work,
+            topology=args.topology,
+            api_workers=args.api_workers,
+        )
+        state.names = [s.name for s in state.procs.services]
         soak(state)
         drain(state)
     finally:
@@ -694,7 +1066,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def soak(state: Run) -> None:
-    """Produce on schedule for the whole duration, queries running after the warm-up."""
+    """Produce on schedule for the whole duration, queries running after the warm-up.
+
+    The CPU counters are read just before the producers start and just
+    before they stop: the sending phase (see :func:`cpu_figures`).
+    """
     args, procs = state.args, state.procs
     assert procs is not None
     seconds = args.minutes * 60
@@ -722,18 +1098,57 @@ def soak(state: Run) -> None:
     )
     state.tracker = Tracker(state.store_url, state.topic)
     state.tracker.start()
-    state.sampler = Sampler(procs)
     state.http = HttpProducer(
         procs.url, producer_token, half, args.http_batch, http_stream(events_per_half, args.seed)
     )
     state.kafka = KafkaProducerThread(
         state.broker.bootstrap, state.topic, half, events_per_half, args.seed + 1
     )
+    with contextlib.ExitStack() as stack:
+        database = None
+        if args.store == "postgres":
+            from bench.projections import ServerCpu
+
+            database = stack.enter_context(ServerCpu(state.store_url))
+        pids = procs.pids()
+        broker = state.broker.process.pid if state.broker.process is not None else None
+        postgres = args.store == "postgres"
+        state.measured["cpu_first"] = read_cpu(pids, broker, postgres=postgres)
+        queries = send(state, reader_token)
+        state.measured["cpu_last"] = read_cpu(pids, broker, postgres=postgres)
+        state.measured["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        state.measured["stopped_at"] = time.monotonic()
+        if database is not None:
+            state.measured["postgres_database_cpu_s"] = database.seconds
+    assert state.http is not None
+    assert state.kafka is not None
+    assert state.sampler is not None
+    state.http.stop.event.set()
+    state.kafka.stop.event.set()
+    state.http.join(120)
+    state.kafka.join(120)
+    state.sampler.halt.set()
+    assert queries.stdout is not None
+    out = queries.stdout.read()
+    queries.wait(300)
+    state.measured["queries"] = orjson.loads(out.splitlines()[-1])
+
+
+def send(state: Run, reader_token: str) -> subprocess.Popen[bytes]:
+    """The sending phase: producers on schedule, queries after the warm-up; the query process.
+
+    Returns when the duration is over (or a service process ended), with the
+    producers still sending, so that the CPU read then covers this phase.
+    """
+    args, procs, http, kafka = state.args, state.procs, state.http, state.kafka
+    assert procs is not None
+    assert http is not None
+    assert kafka is not None
     # A short warm-up at full rate, so that the district's first data exist for the queries.
-    state.http.start()
-    state.kafka.start()
+    http.start()
+    kafka.start()
     time.sleep(args.warmup)
-    load_seconds = seconds - args.warmup
+    load_seconds = args.minutes * 60 - args.warmup
     queries = start_queries(
         {
             "url": procs.url,
@@ -744,25 +1159,17 @@ def soak(state: Run) -> None:
         }
     )
     started = time.monotonic()
+    sampler = Sampler(procs)
+    state.sampler = sampler
     state.measured["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
-    state.measured["rss_first"] = state.sampler.sample()
-    state.sampler.start()
+    state.measured["rss_first"] = sampler.sample()
+    sampler.start()
     while time.monotonic() - started < load_seconds:
         time.sleep(1.0)
-        if procs.server.poll() is not None or procs.worker.poll() is not None:
+        if procs.exited():
             break
-    state.measured["rss_last"] = state.sampler.sample()
-    state.measured["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    state.measured["stopped_at"] = time.monotonic()
-    state.http.stop.event.set()
-    state.kafka.stop.event.set()
-    state.http.join(120)
-    state.kafka.join(120)
-    state.sampler.halt.set()
-    assert queries.stdout is not None
-    out = queries.stdout.read()
-    queries.wait(300)
-    state.measured["queries"] = orjson.loads(out.splitlines()[-1])
+    state.measured["rss_last"] = sampler.sample()
+    return queries
 
 
 def drain(state: Run) -> None:
@@ -786,7 +1193,7 @@ def drain(state: Run) -> None:
     time.sleep(0.3)
     tracker.halt.set()
     tracker.join(30)
-    # Stop both processes (a worker finishes its batch) before counting, so that the
+    # Stop every process (a worker finishes its batch) before counting, so that the
     # counts and the Kafka offset tracked are read from a store nobody writes to.
     state.measured["exit_codes"] = procs.stop()
     state.procs = None
@@ -802,7 +1209,7 @@ def drain(state: Run) -> None:
     state.measured["dead_letters"] = len(read_topic(state.broker.bootstrap, topic, 0, timeout=2.0))
     state.measured["store"] = counts
     state.measured["log_errors"] = {
-        name: logged_errors(state.work / f"{name}.log") for name in ("server", "worker")
+        name: logged_errors(state.work / f"{name}.log") for name in state.names
     }
 
 
@@ -863,18 +1270,27 @@ def measure(state: Run) -> dict[str, Any]:
         + sum(n for logged in m["log_errors"].values() for n in logged.values())
     )
     first, last = m["rss_first"], m["rss_last"]
-    rss = {
-        "server_start_mb": first["server_rss_mb"],
-        "server_end_mb": last["server_rss_mb"],
-        "worker_start_mb": first["worker_rss_mb"],
-        "worker_end_mb": last["worker_rss_mb"],
-        "series": sampler.samples,
-    }
+    rss: dict[str, Any] = {}
+    for name in state.names:
+        rss[f"{name}_start_mb"] = first[f"{name}_rss_mb"]
+        rss[f"{name}_end_mb"] = last[f"{name}_rss_mb"]
+    rss["series"] = sampler.samples
     growth = {
         name: round(100 * (rss[f"{name}_end_mb"] / rss[f"{name}_start_mb"] - 1), 1)
-        for name in ("server", "worker")
+        for name in state.names
         if rss[f"{name}_start_mb"] and rss[f"{name}_end_mb"]
     }
+    cpu = cpu_figures(
+        m["cpu_first"],
+        m["cpu_last"],
+        {
+            "http_producer": http.native_id,
+            "kafka_producer": kafka.native_id,
+            "tracker": tracker.native_id,
+        },
+        queries_s=queries.get("cpu_s"),
+        postgres_database_s=m.get("postgres_database_cpu_s"),
+    )
     elapsed = m["stopped_at"] - http.stop.t0
     achieved = (http.posted + produced) / elapsed
     # What was stored by the time producing stopped: HTTP answers come after the commit;
@@ -884,6 +1300,9 @@ def measure(state: Run) -> dict[str, Any]:
     stored_rate = (http.posted + kafka_stored) / elapsed
     return {
         "store": state.args.store,
+        "topology": state.args.topology,
+        "api_workers": state.args.api_workers if state.args.topology == "split" else None,
+        "processes": state.names,
         "minutes": state.args.minutes,
         "rate_target": state.args.rate,
         "events_ingested": {"http": http.posted, "kafka": produced},
@@ -897,6 +1316,7 @@ def measure(state: Run) -> dict[str, Any]:
         "queries": queries,
         "rss": rss,
         "rss_growth_percent": growth,
+        "cpu": cpu,
         "errors": errors,
         "error_count": error_count,
         "readiness_failures": sampler.not_ready,
@@ -972,6 +1392,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default="split",
+        help="split: api, ingest and projections run as their own processes, as infra/k8s "
+        "deploys them (default); all-in-one: serve and ingest",
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        help="server processes of `practice-events api --workers N` (split only; default 1)",
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration (default 10)")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s in total")
     parser.add_argument("--clients", type=int, default=16, help="query clients (default 16)")
@@ -993,6 +1426,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL URL to create the soak's database with",
     )
     parser.add_argument("--work", help="working directory (default: a fresh temporary one)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results file (default bench/results/soak-<store>.json; a quick look may keep "
+        "the recorded run's file as it is)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the store and the logs")
     parser.add_argument("--query-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -1006,7 +1445,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps(query_worker(spec)).decode() + "\n")
         return 0
     figures = run(args)
-    result = report(figures, ROOT / "bench" / "results" / f"soak-{args.store}.json")
+    out = args.out or ROOT / "bench" / "results" / f"soak-{args.store}.json"
+    result = report(figures, out)
+    print(cpu_table(figures["cpu"]), file=sys.stderr)
     return 0 if result["targets_met"] else 1
 
 
