@@ -14,9 +14,11 @@ Not a test: it prints figures. In one run, for PostgreSQL and for SQLite, it
    up to that position, the ceiling of any projection;
 4. measures **replay of every projection as of that position**
    (``audit replay --position``: all of ``projections.registry`` into a scratch
-   SQLite view store), as log positions per second;
+   SQLite view store, split into ``--jobs`` process groups), as log positions
+   per second;
 5. measures **replay as happened by that date** (``audit replay --basis
-   occurred``): the whole log is read and events after the date skipped;
+   occurred``, same ``--jobs``): the whole log is read and events after the
+   date skipped;
 6. **seals** the whole log (the sealing follower, from empty) and
    **verifies** it (log and seals walked together);
 
@@ -26,11 +28,13 @@ and ≥ 0.25× scan + decode; verify ≥ 100,000 events/s.
 
     .venv/bin/python bench/replay.py                   # 1,000,000 events
     .venv/bin/python bench/replay.py --events 100000   # a quicker run
+    .venv/bin/python bench/replay.py --jobs 1          # replay in one process
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -50,6 +54,8 @@ BATCH = 2000
 REPLAY_TARGET = 30_000
 REPLAY_VS_SCAN_TARGET = 0.25
 VERIFY_TARGET = 100_000
+JOBS = 2
+"""Process groups of the replays (``audit replay --jobs``): two on the 2-core machine."""
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -128,18 +134,28 @@ def scan_decode(app: Any, stop: int) -> float:
     return stop / (time.perf_counter() - started)
 
 
-def replay_rate(app: Any, settings: Any, plan: Any, workdir: Path) -> dict[str, Any]:
-    """Replay every projection for ``plan`` into a scratch store; figures."""
+def client_cpu() -> float:
+    """CPU seconds of this process and its finished children (the replay's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def replay_rate(app: Any, settings: Any, plan: Any, workdir: Path, jobs: int) -> dict[str, Any]:
+    """Replay every projection for ``plan`` into a scratch store in ``jobs`` groups; figures."""
     from practice_events.audit.replay import replay, scratch_views
 
     views = scratch_views(workdir)
     try:
         started = time.perf_counter()
-        result = replay(app, settings, plan, views, batch_size=BATCH)
+        cpu = client_cpu()
+        result = replay(app, settings, plan, views, batch_size=BATCH, jobs=jobs)
+        cpu = client_cpu() - cpu
         seconds = time.perf_counter() - started
     finally:
         views.close()
     return {
+        "jobs": jobs,
+        "client_cpu_seconds": cpu,
         "position": plan.position,
         "events_read": result.events_read,
         "skipped_after": result.skipped_after,
@@ -167,7 +183,9 @@ def seal_and_verify(app: Any) -> dict[str, Any]:
     }
 
 
-def run_store(label: str, url: str, payloads: list[bytes], as_of: datetime) -> dict[str, Any]:
+def run_store(
+    label: str, url: str, payloads: list[bytes], as_of: datetime, jobs: int
+) -> dict[str, Any]:
     """All measurements on one store."""
     from practice_events.audit.replay import ReplayPlan
     from practice_events.bootstrap import build_app
@@ -194,15 +212,15 @@ def run_store(label: str, url: str, payloads: list[bytes], as_of: datetime) -> d
         )
         with tempfile.TemporaryDirectory() as tmp:
             known = ReplayPlan("recorded", cut, as_of)
-            figures["replay_position"] = replay_rate(app, settings, known, Path(tmp) / "a")
+            figures["replay_position"] = replay_rate(app, settings, known, Path(tmp) / "a", jobs)
             print(
                 f"{label}: replay all projections to {cut:,}  "
                 f"{figures['replay_position']['events_per_second']:>10,.0f} events/s "
-                f"({figures['replay_position']['seconds']:.1f} s)",
+                f"({figures['replay_position']['seconds']:.1f} s, --jobs {jobs})",
                 flush=True,
             )
             happened = ReplayPlan("occurred", app.last_position(), as_of, as_of)
-            figures["replay_occurred"] = replay_rate(app, settings, happened, Path(tmp) / "b")
+            figures["replay_occurred"] = replay_rate(app, settings, happened, Path(tmp) / "b", jobs)
             print(
                 f"{label}: replay as happened by {as_of.date()} "
                 f"{figures['replay_occurred']['events_per_second']:>10,.0f} events/s "
@@ -256,6 +274,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL URL allowed to create databases",
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=JOBS,
+        help=f"process groups the replays are split into (default {JOBS})",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "replay.json"))
     return parser.parse_args(argv)
 
@@ -269,17 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     payloads, as_of = history(args.events, args.seed)
     print(f"generated {len(payloads):,} events in {time.perf_counter() - started:.1f} s")
-    figures: dict[str, Any] = {"events": len(payloads)}
+    figures: dict[str, Any] = {"events": len(payloads), "jobs": args.jobs}
     if not args.skip_postgres:
         databases = pg_database(args.pg_admin, args.keep)
         url = next(databases)
         try:
-            figures["postgres"] = run_store("postgres", url, payloads, as_of)
+            figures["postgres"] = run_store("postgres", url, payloads, as_of, args.jobs)
         finally:
             databases.close()
     if not args.skip_sqlite:
         with tempfile.TemporaryDirectory() as tmp:
-            figures["sqlite"] = run_store("sqlite", f"sqlite:///{tmp}/store.db", payloads, as_of)
+            figures["sqlite"] = run_store(
+                "sqlite", f"sqlite:///{tmp}/store.db", payloads, as_of, args.jobs
+            )
     report(figures, Path(args.out))
     return 0
 

@@ -135,6 +135,27 @@ class TestReadingCommands:
         assert (out / "network_sites.jsonl").exists()
         assert (out / "replay.views.db").exists()
 
+    def test_replay_in_two_processes_exports_the_same_tables_and_manifest(
+        self, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        outs = {jobs: tmp_path / f"jobs{jobs}" for jobs in ("1", "2")}
+        for jobs, out in outs.items():
+            code, _ = run(
+                capsys, "audit", "replay", "--store", store_url, "--position", "300",
+                "--out", str(out), "--jobs", jobs, "--no-progress",
+            )  # fmt: skip
+            assert code == 0
+        tables = sorted(p.name for p in outs["1"].glob("*.jsonl"))
+        assert tables == sorted(p.name for p in outs["2"].glob("*.jsonl"))
+        assert len(tables) > 20
+        for name in tables:
+            assert (outs["2"] / name).read_bytes() == (outs["1"] / name).read_bytes(), name
+        timing = {"seconds", "events_per_second", "views"}
+        one, two = (orjson.loads((out / "replay.json").read_bytes()) for out in outs.values())
+        assert {k: v for k, v in two.items() if k not in timing} == {
+            k: v for k, v in one.items() if k not in timing
+        }
+
     def test_replay_needs_a_moment(
         self, store_url: str, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -4,7 +4,9 @@ Each replay is checked against an independent construction of the same
 moment: the live runner stopped at the same position ("as known"), or a
 store that was only ever fed the events that had happened by then ("as
 happened"). Published scorecards are recomputed at their stored position
-and model version and must come out identical. Real SQLite and PostgreSQL.
+and model version and must come out identical. A replay split into two
+process groups (``jobs=2``) must build exactly what one process builds.
+Real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from practice_events.audit.replay import (
     ReplayPlan,
+    ReplayResult,
     dump_views,
     plan_replay,
     position_recorded_by,
@@ -235,6 +238,97 @@ def _drop_second_databases() -> Iterator[None]:
         drop_database(name)
 
 
+def report_of(result: ReplayResult) -> dict[str, Any]:
+    """What a replay reports, without its timing and where its views are."""
+    timing = {"seconds", "events_per_second", "views"}
+    return {k: v for k, v in result.as_dict().items() if k not in timing}
+
+
+class TestProcessGroups:
+    """``jobs=2``: the projections split between two processes, one scratch store as result."""
+
+    def test_as_known_two_groups_build_exactly_what_one_process_builds(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        before, after = split_at(demo_events(), MIDPOINT)
+        store.ingest(before)
+        known_then = datetime.now(UTC)
+        store.ingest(after)
+        plan = plan_replay(store.app, as_of=known_then)
+        one, two = scratch_views(tmp_path / "one"), scratch_views(tmp_path / "two")
+        single = replay(store.app, store.settings, plan, one)
+        passed: list[int] = []
+        split = replay(store.app, store.settings, plan, two, jobs=2, progress=passed.append)
+
+        assert rows_of(two) == rows_of(one)
+        assert two.positions() == one.positions()
+        assert report_of(split) == report_of(single)
+        # Progress counts log positions, as with one process, and ends at the cut.
+        assert sum(passed) == plan.position
+        assert all(n > 0 for n in passed)
+        # The second group's own file was copied in and removed.
+        assert not [p.name for p in (tmp_path / "two").iterdir() if ".part" in p.name]
+
+    def test_as_happened_two_groups_build_exactly_what_one_process_builds(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        history = list(demo_events())
+        before, _ = split_at(history, MIDPOINT)
+        late = [e for e in before if e["type"] in LATE_TYPES][-40:]
+        store.ingest([e for e in history if e not in late])
+        store.ingest(late)
+        plan = plan_replay(store.app, as_of=MIDPOINT, basis="occurred")
+        one, two = scratch_views(tmp_path / "one"), scratch_views(tmp_path / "two")
+        single = replay(store.app, store.settings, plan, one)
+        split = replay(store.app, store.settings, plan, two, jobs=2)
+
+        assert split.skipped_after == single.skipped_after > 0
+        assert rows_of(two) == rows_of(one)
+        assert two.positions() == one.positions()
+        assert report_of(split) == report_of(single)
+
+    def test_a_postgres_scratch_schema_is_written_in_place_by_every_group(
+        self, store: Store, store_url: str, tmp_path: Path
+    ) -> None:
+        if not store_url.startswith("postgresql"):
+            pytest.skip("a PostgreSQL scratch schema needs a PostgreSQL database")
+        store.ingest(demo_events()[:1200])
+        plan = plan_replay(store.app, position=1000)
+        one = ViewStore(f"{store_url}?views_schema=replay_one")
+        two = ViewStore(f"{store_url}?views_schema=replay_two")
+        try:
+            single = replay(store.app, store.settings, plan, one)
+            split = replay(store.app, store.settings, plan, two, jobs=2)
+            assert rows_of(two) == rows_of(one)
+            assert two.positions() == one.positions()
+            assert report_of(split) == report_of(single)
+        finally:
+            one.close()
+            two.close()
+
+    def test_an_empty_log_leaves_one_group_replayed_in_this_process(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        views = scratch_views(tmp_path / "two")
+        result = replay(
+            store.app, store.settings, plan_replay(store.app, position=0), views, jobs=2
+        )
+        assert (result.events_read, result.events_applied) == (0, 0)
+        assert set(result.projections) == {p.NAME for p in all_projections(store.settings)}
+        assert set(views.positions()) == set(result.projections)
+
+    def test_jobs_below_one_are_refused(self, store: Store, tmp_path: Path) -> None:
+        store.ingest(demo_events()[:10])
+        with pytest.raises(ConfigurationError, match="--jobs must be at least 1"):
+            replay(
+                store.app,
+                store.settings,
+                plan_replay(store.app, position=5),
+                scratch_views(tmp_path / "replay"),
+                jobs=0,
+            )
+
+
 class TestPublishedScorecards:
     UNIT = "WLY-SUO-01"
     PERIOD = "2025-11"
@@ -288,8 +382,9 @@ class TestPublishedScorecards:
         assert not outcome["identical"]
         assert outcome["differing"] == ["composite"]
 
+    @pytest.mark.parametrize("jobs", [1, 2])
     def test_the_scorecard_can_be_shown_as_of_its_position(
-        self, store: Store, tmp_path: Path
+        self, store: Store, tmp_path: Path, jobs: int
     ) -> None:
         before, after = split_at(demo_events(), MIDPOINT)
         store.ingest(before)
@@ -297,6 +392,6 @@ class TestPublishedScorecards:
         store.ingest(after)
         views = scratch_views(tmp_path / "replay")
         plan = ReplayPlan("recorded", published["as_of_position"], MIDPOINT)
-        replay(store.app, store.settings, plan, views)
+        replay(store.app, store.settings, plan, views, jobs=jobs)
         card = sc.scorecard(views, self.UNIT, self.PERIOD, now=MIDPOINT)
         assert round(card["composite"]["value"], 4) == published["composite"]

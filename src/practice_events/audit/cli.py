@@ -51,6 +51,7 @@ examples:
   practice-events audit replay --as-of 2025-06-30T23:59:59+08:00 --basis occurred \\
       --projection closed_loop --json
   practice-events audit replay --position 812345 --scorecard WLY-SUO-01 --period 2025-06
+  practice-events audit replay --as-of 2025-06-30T23:59:59+08:00 --jobs 2
   practice-events audit reproduce --period 2025-06
   practice-events audit export --unit WLY-SUO-01 --from 2025-01-01T00:00:00+08:00 \\
       --out wly-suo-01.jsonl.gz
@@ -385,7 +386,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
         views = scratch_views(work)
         with _progress(args, f"replay ({plan.basis})", plan.position) as bar:
-            result = replay(app, settings, plan, views, names=args.projection, progress=bar.advance)
+            result = replay(
+                app,
+                settings,
+                plan,
+                views,
+                names=args.projection,
+                progress=bar.advance,
+                jobs=args.jobs,
+            )
         if args.scorecard:
             period = (
                 args.period or Period.containing(plan.evaluated_at, "month", settings.zone).name
@@ -591,6 +600,13 @@ def _install_reading(sub: Any) -> None:
         "--projection", action="append", help="projection to replay (repeat; default all)"
     )
     p.add_argument("--out", help="directory for the scratch views and one JSONL per table")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="split the projections into this many groups, replayed at once in separate "
+        "processes (default 1: in this process)",
+    )
     p.add_argument("--scorecard", action="append", help="also compute this unit's scorecard")
     p.add_argument("--period", help="period of --scorecard (default: month of the as-of time)")
     _common(p)

@@ -23,7 +23,9 @@ store** (a fresh SQLite file; never the live views), with the live table
 names so that the query functions (``projections.scorecards.scorecard``,
 closed-loop and ledger queries) read them unchanged. Time-dependent figures
 are evaluated at T (or, for ``--position``, at the recording time of that
-position).
+position). With ``jobs`` > 1 the projections are split into process groups
+(:mod:`practice_events.audit.replay_jobs`) whose tables end up in the same
+scratch store, row for row what one process builds.
 
 Import direction: the core package never imports ``projections`` at module
 import time (``projections`` imports ``practice_events``). This module is
@@ -36,9 +38,11 @@ not import ``projections``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -213,6 +217,11 @@ class ScratchReplay:
     Advancing again continues where it stopped, which lets an auditor check
     several publications in one pass over the log.
 
+    ``by_type=True`` also counts the events read and skipped per type
+    (:attr:`read_by_type`, :attr:`skipped_by_type`): a replay split into
+    process groups adds up its groups' counts from them (each group reads
+    every event of its types, so a type read by two groups counts once).
+
     Each projection applies its pages through its rebuilder
     (``Projection.rebuilder``), as a rebuild does: the scratch tables start
     empty, so rows may stay in memory across pages; :meth:`advance` writes
@@ -228,6 +237,7 @@ class ScratchReplay:
         *,
         occurred_by: datetime | None = None,
         batch_size: int = 2000,
+        by_type: bool = False,
     ) -> None:
         from projections.runner import LogReader, PageRouter
 
@@ -241,6 +251,8 @@ class ScratchReplay:
         self.events_read = 0
         self.events_applied = 0
         self.skipped_after = 0
+        self.read_by_type: Counter[str] | None = Counter() if by_type else None
+        self.skipped_by_type: Counter[str] | None = Counter() if by_type else None
         # Pages of the types some projection reads (all when one reads every
         # type), split by type once: the reader filters in the database.
         self.router = PageRouter(self.projections)
@@ -265,6 +277,8 @@ class ScratchReplay:
                 break
             last = page[-1].position
             self.events_read += len(page)
+            if self.read_by_type is not None:
+                self.read_by_type.update(map(_TYPE, page))
             events = self._in_time(page)
             routed = self.router.route(events)
             with self.views.transaction() as tx:
@@ -292,6 +306,8 @@ class ScratchReplay:
             return page
         kept = [e for e in page if e.time <= bound]
         self.skipped_after += len(page) - len(kept)
+        if self.skipped_by_type is not None and len(kept) < len(page):
+            self.skipped_by_type.update(e.type for e in page if e.time > bound)
         return kept
 
     def settle(self, now: datetime) -> None:
@@ -305,6 +321,9 @@ class ScratchReplay:
                 projection.create_indexes(tx, "", projection.table_names())
                 projection.on_idle(tx, projection.table_names(), now)
                 self.views.set_position(tx, projection.NAME, self.position, now.isoformat())
+
+
+_TYPE = attrgetter("type")
 
 
 def choose_projections(settings: Settings, names: Iterable[str] | None) -> list[Projection]:
@@ -345,22 +364,46 @@ def replay(
     names: Iterable[str] | None = None,
     batch_size: int = 2000,
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> ReplayResult:
-    """Rebuild the chosen projections as of ``plan`` into the scratch store ``views``."""
+    """Rebuild the chosen projections as of ``plan`` into the scratch store ``views``.
+
+    ``jobs`` > 1 splits the projections into that many process groups of
+    about equal work, each reading the log up to the cut by itself
+    (:func:`practice_events.audit.replay_jobs.replay_in_groups`); the
+    tables, tracking rows and counts come out the same as with one process.
+    ``progress`` is told of log positions passed (with groups: by the
+    slowest one).
+    """
+    from practice_events.audit import replay_jobs  # it imports this module: here, not above
+
+    if jobs < 1:
+        msg = f"--jobs must be at least 1 (got {jobs})"
+        raise ConfigurationError(msg)
     projections = choose_projections(settings, names)
     started = time.perf_counter()
-    run = ScratchReplay(
-        app, views, projections, occurred_by=plan.occurred_by, batch_size=batch_size
-    )
-    run.advance(plan.position, progress)
-    run.settle(plan.evaluated_at)
-    result = ReplayResult(
-        plan=plan,
-        views_url=views.url,
-        events_read=run.events_read,
-        events_applied=run.events_applied,
-        skipped_after=run.skipped_after,
-    )
+    result = ReplayResult(plan=plan, views_url=views.url)
+    if jobs > 1 and replay_jobs.can_split(views, projections):
+        totals = replay_jobs.replay_in_groups(
+            app,
+            settings,
+            plan,
+            views,
+            projections,
+            jobs=jobs,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        result.events_read, result.events_applied, result.skipped_after = totals
+    else:
+        run = ScratchReplay(
+            app, views, projections, occurred_by=plan.occurred_by, batch_size=batch_size
+        )
+        run.advance(plan.position, progress)
+        run.settle(plan.evaluated_at)
+        result.events_read = run.events_read
+        result.events_applied = run.events_applied
+        result.skipped_after = run.skipped_after
     with views.read() as tx:
         for projection in projections:
             counts = {
