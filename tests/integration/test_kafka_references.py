@@ -115,3 +115,31 @@ class TestReferencesAcrossPartitions:
             assert app.store.count_rejections() == {"UNKNOWN_REFERENCE": 1}
         finally:
             app.close()
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="known bug (issue 4, session 4): a valid record whose reference sits behind a "
+        "dangling one in another partition times out with it and is dead-lettered",
+    )
+    def test_a_reference_queued_behind_a_dangling_one_is_not_lost(
+        self, kafka_broker: TansuBroker, sqlite_url: str
+    ) -> None:
+        wait_ms = 2000
+        topics = fresh_topics(kafka_broker, partitions=2)
+        with running_worker(sqlite_url, topics, reference_wait_ms=wait_ms) as running:
+            stats = running.worker.stats
+            # Partition 0: a valid station naming C-3, whose registration comes later.
+            waiting = produce_to(topics, 0, [station("S-3", "C-3")])
+            wait_until(lambda: stats.reference_holds >= 1, what="partition 0 to be held")
+            time.sleep(0.3)
+            # Partition 1: a station naming a parent that never exists, then C-3 behind it.
+            behind = produce_to(topics, 1, [station("S-2", "NOWHERE"), structured(centre("C-3"))])
+
+            def settled() -> bool:
+                offsets = tracked_offsets(running.app, topics.topic)
+                return offsets.get(1, -1) >= behind[1] and offsets.get(0, -1) >= waiting[0]
+
+            wait_until(settled, timeout=wait_ms / 1000 + 40, what="both partitions to settle")
+            accepted, rejected = stats.accepted, dict(stats.rejected)
+        # Only S-2 names an aggregate that never exists; S-3 and C-3 are valid.
+        assert (accepted, rejected) == (2, {"UNKNOWN_REFERENCE": 1})
