@@ -20,12 +20,14 @@ Not a test: it prints figures. In one run it
    (a count per event type), capped at ``--library-cap`` events, on
    PostgreSQL (the SQLite recorder has no subscriptions);
 5. measures **live lag** on PostgreSQL: ``practice-events projections run``
-   in its own process while this one ingests the kept-back events at a
-   paced ``--lag-rate`` events/s (batches every 50 ms) through the load
-   phase's pipeline, whose aggregate cache is warm as a long-running ingest
-   worker's is (``--live-cold``: a fresh pipeline, as after a restart); lag =
-   time from a batch's commit until every projection's tracking position has
-   passed it (sampled every 5 ms from the views' tracking table);
+   in its own process while this one offers the kept-back events at
+   ``--lag-rate`` events/s (every 50 ms it takes what has become due, as a
+   consumer's poll does, so a pipeline that falls behind takes larger
+   batches: :func:`paced_ingest`) through the load phase's pipeline, whose
+   aggregate cache is warm as a long-running ingest worker's is
+   (``--live-cold``: a fresh pipeline, as after a restart); lag = time from
+   a batch's commit until every projection's tracking position has passed
+   it (sampled every 5 ms from the views' tracking table);
 
 then prints events/s, ratios and one line of JSON (also written to
 ``bench/results/projections.json``). Targets (issue 5): rebuild ≥ 20,000
@@ -369,11 +371,11 @@ class LagProbe:
             self._thread.join(5)
         self.conn.close()
 
-    def lags(self, commits: list[tuple[float, int]]) -> list[float]:
+    def lags(self, commits: list[tuple[float, int, int]]) -> list[float]:
         """Seconds from each commit until a sample shows every projection past it."""
         out: list[float] = []
         cursor = 0
-        for committed_at, position in commits:
+        for committed_at, position, _ in commits:
             while cursor < len(self.samples) and (
                 self.samples[cursor][0] < committed_at or self.samples[cursor][1] < position
             ):
@@ -385,17 +387,34 @@ class LagProbe:
         return out
 
 
-def paced_ingest(ingester: Ingester, payloads: list[bytes], rate: int) -> list[tuple[float, int]]:
-    """Ingest in batches every 50 ms at ``rate`` events/s; return (commit time, position)."""
-    per_batch = max(1, rate // 20)
-    commits: list[tuple[float, int]] = []
+def paced_ingest(
+    ingester: Ingester, payloads: list[bytes], rate: int, max_batch: int = BATCH
+) -> list[tuple[float, int, int]]:
+    """Offer ``rate`` events/s; ingest what is due, as a consumer polls; (commit time, position, n).
+
+    Events become due at ``rate`` per second. Every 50 ms (or at once, when the
+    previous batch took longer) the ingester takes every event due so far, up
+    to ``max_batch``, the way a Kafka worker's poll returns what has arrived:
+    a pipeline that keeps up commits about ``rate / 20`` events a batch, one
+    that falls behind takes larger batches, and the achieved rate says which.
+    """
+    commits: list[tuple[float, int, int]] = []
     started = time.monotonic()
-    for index, start in enumerate(range(0, len(payloads), per_batch)):
-        pause = started + index * 0.05 - time.monotonic()
-        if pause > 0:
+    sent = 0
+    tick = 0.05
+    while sent < len(payloads):
+        now = time.monotonic()
+        due = min(len(payloads), int((now - started) * rate))
+        if due <= sent:
+            time.sleep(max(0.0, started + (sent + 1) / rate - now, tick / 5))
+            continue
+        chunk = payloads[sent : min(due, sent + max_batch)]
+        result = ingester.process(chunk)
+        sent += len(chunk)
+        commits.append((time.monotonic(), result.last_position, len(chunk)))
+        pause = now + tick - time.monotonic()
+        if pause > 0 and sent < len(payloads):
             time.sleep(pause)
-        result = ingester.process(payloads[start : start + per_batch])
-        commits.append((time.monotonic(), result.last_position))
     return commits
 
 
@@ -437,10 +456,13 @@ def live_lag(
         process.send_signal(signal.SIGTERM)
         process.wait(60)
     lags_ms = sorted(1000 * lag for lag in probe.lags(commits))
+    sizes = sorted(n for _, _, n in commits)
     return {
         "events": len(payloads),
         "ingest_events_per_second": len(payloads) / ingest_seconds,
         "batches": len(commits),
+        "batch_events_p50": statistics.median(sizes),
+        "batch_events_max": sizes[-1],
         "lag_ms_p50": statistics.median(lags_ms),
         "lag_ms_p99": lags_ms[max(0, math.ceil(0.99 * len(lags_ms)) - 1)],
         "lag_ms_max": lags_ms[-1],
